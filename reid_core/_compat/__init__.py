@@ -1,0 +1,1 @@
+"""Small shims for third-party packages; each module documents what and why."""

@@ -1,0 +1,1 @@
+"""Data layer: image I/O, manifest schema, dataset adapters, phantom, cache."""

@@ -1,0 +1,36 @@
+"""Typed exceptions of cxr-reid: every failure a user can cause has one."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CxrReidError(Exception):
+    """Base class of every error raised on purpose by cxr-reid."""
+
+
+class ImageLoadError(CxrReidError):
+    """An image file could not be turned into a valid 2-D radiograph.
+
+    ``path`` is the offending file, ``reason`` a short human-readable cause
+    (never containing patient names or other PHI).
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # picklable across multiprocessing workers
+        return (type(self), (self.path, self.reason))
+
+
+class DatasetError(CxrReidError):
+    """A dataset root or its metadata does not match the expected layout."""
+
+
+class ManifestError(CxrReidError):
+    """A manifest table is missing columns or breaks an invariant."""
+
+
+class WorkspaceError(CxrReidError):
+    """A workspace artefact is missing, incomplete or inconsistent."""
