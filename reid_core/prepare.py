@@ -1,0 +1,104 @@
+"""Build a workspace's data artefacts: manifest, image store, bad-files report.
+
+``prepare_workspace`` is what ``cxr-reid prepare`` runs: dataset adapter (or the
+phantom) → manifest → parallel decode into ``images_<size>.npy`` → the final
+``manifest.parquet`` (usable images only, each with its ``cache_row``) and
+``bad_files.csv`` (every skipped file with the stage and reason). Re-running
+resumes an interrupted decode and skips a finished one.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reid_core.data.cache import DONE, prepare_images
+from reid_core.data.manifest import save_manifest
+from reid_core.data.sources import FileSource, ImageSource, PhantomSource
+from reid_core.errors import DatasetError
+from reid_core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("nih", "chexpert", "mimic", "mimic-dicom", "dicom", "csv", "phantom")
+
+
+@dataclass
+class PrepareSummary:
+    """What ``prepare_workspace`` produced."""
+
+    workspace: Workspace
+    size: int
+    n_images: int
+    n_patients: int
+    n_new: int
+    n_skipped: int
+    bad_files: pd.DataFrame
+
+    def describe(self) -> str:
+        return (
+            f"{self.n_images} images of {self.n_patients} patients at {self.size} px "
+            f"({self.n_new} decoded now, {self.n_skipped} already done); "
+            f"{len(self.bad_files)} file(s) skipped, listed in {self.workspace.bad_files_path}"
+        )
+
+
+def build_manifest(dataset: str, root: str | Path | None, frontal_only: bool = True,
+                   check_files: bool = True, **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The manifest and the adapter's problems table (files listed but missing or unreadable)."""
+    if dataset == "phantom":
+        from reid_core.data.phantom import phantom_manifest
+
+        seed = int(options.get("seed", 0))
+        manifest = phantom_manifest(n_patients=int(options.get("patients", 200)), seed=seed)
+        return manifest, pd.DataFrame(columns=["path", "reason"])
+    if root is None:
+        raise DatasetError(f"--root is required for dataset {dataset!r}")
+    from reid_core.data.adapters import get_adapter
+
+    adapter = get_adapter(dataset, **options)
+    result = adapter.build(Path(root), frontal_only=frontal_only, check_files=check_files, progress=True)
+    return result.manifest, result.problems
+
+
+def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str | Path | None = None,
+                      size: int = 256, workers: int | None = None, frontal_only: bool = True,
+                      progress: bool = True, **options: Any) -> PrepareSummary:
+    """Build or resume the workspace's manifest and image store at ``size`` px."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    if dataset not in DATASETS:
+        raise DatasetError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    manifest, problems = build_manifest(dataset, root, frontal_only=frontal_only, **options)
+    if manifest.empty:
+        raise DatasetError(
+            f"dataset {dataset!r} at {root} gave no usable images"
+            + (f"; {len(problems)} problem(s), first: {problems.iloc[0].to_dict()}" if len(problems) else "")
+        )
+    if dataset == "phantom":
+        source: ImageSource = PhantomSource(seed=int(options.get("seed", 0)), size=size)
+        root_str = None
+    else:
+        source = FileSource(str(Path(root).resolve()))
+        root_str = str(Path(root).resolve())
+    ws.create(dataset=dataset, root=root_str, frontal_only=frontal_only,
+              options={k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))})
+    plan = manifest.reset_index(drop=True)
+    plan["cache_row"] = np.arange(len(plan), dtype=np.int64)
+    result = prepare_images(plan, source, ws.images_path(size), size, workers=workers, progress=progress)
+    status = np.load(ws.images_path(size).with_suffix(".status.npy"), mmap_mode="r")
+    usable = plan[np.asarray(status) == DONE].reset_index(drop=True)
+    save_manifest(usable, ws.manifest_path)
+    bad = pd.concat(
+        [problems.assign(stage="index"), result.failures.assign(stage="decode")], ignore_index=True
+    )[["path", "stage", "reason"]]
+    tmp = ws.bad_files_path.with_name(ws.bad_files_path.name + ".tmp")
+    bad.to_csv(tmp, index=False)
+    tmp.replace(ws.bad_files_path)
+    if len(bad):
+        log.warning("%d file(s) skipped; see %s", len(bad), ws.bad_files_path)
+    return PrepareSummary(ws, size, len(usable), usable["patient_id"].nunique(), result.n_new,
+                          result.n_skipped, bad)
