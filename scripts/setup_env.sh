@@ -32,14 +32,14 @@ pip_q() {
   return $rc
 }
 
-if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+if ! "$PY" -W ignore -c "import torch" >/dev/null 2>&1; then
   echo "[setup] installing $TORCH_SPEC"
   # shellcheck disable=SC2086
   pip_q $TORCH_PIP_ARGS "$TORCH_SPEC"
 fi
-"$PY" -c "import torch" || { echo "[setup] torch failed to install"; exit 1; }
+"$PY" -W ignore -c "import torch" || { echo "[setup] torch failed to install"; exit 1; }
 CONSTRAINTS="$VENV/torch-constraint.txt"
-"$PY" -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$CONSTRAINTS"
+"$PY" -W ignore -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$CONSTRAINTS"
 echo "[setup] installing cxr-reid with $(cat "$CONSTRAINTS")"
 pip_q -c "$CONSTRAINTS" -e ".[dev]"
 "$PY" -c "import reid_core, timm, pydicom, faiss, streamlit" || { echo "[setup] import check failed"; exit 1; }

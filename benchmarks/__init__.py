@@ -1,0 +1,7 @@
+"""Benchmark harness: `python -m benchmarks [--quick] [--only NAME]`.
+
+Each case is a module ``benchmarks/bench_<name>.py`` exposing
+``run(quick: bool) -> dict`` of measured numbers (and, where a case compares two
+ways of doing one thing, both figures and their ratio, measured side by side in
+the same run because this machine is noisy).
+"""
