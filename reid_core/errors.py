@@ -34,3 +34,7 @@ class ManifestError(CxrReidError):
 
 class WorkspaceError(CxrReidError):
     """A workspace artefact is missing, incomplete or inconsistent."""
+
+
+class CheckpointError(CxrReidError):
+    """A checkpoint (safetensors weights + JSON) is missing, truncated, tampered with or does not fit."""

@@ -99,11 +99,10 @@ def finalize_manifest(
     elif dataset is not None:
         out["dataset"] = out["dataset"].fillna(dataset)
     out["dataset"] = out["dataset"].astype(str)
-    out["view"] = (out["view"] if "view" in out.columns else "UNKNOWN")
-    out["view"] = out["view"].map(normalize_view) if len(out) else out["view"].astype(str)
-    out["sex"] = out["sex"].map(normalize_sex) if "sex" in out.columns and len(out) else "U"
+    out["view"] = _map_unique(out["view"], normalize_view) if "view" in out.columns else "UNKNOWN"
+    out["sex"] = _map_unique(out["sex"], normalize_sex) if "sex" in out.columns else "U"
     out["age"] = pd.to_numeric(out["age"], errors="coerce").astype("float64") if "age" in out.columns else np.nan
-    out["findings"] = out["findings"].map(normalize_findings) if "findings" in out.columns and len(out) else NO_FINDING
+    out["findings"] = _map_unique(out["findings"], normalize_findings) if "findings" in out.columns else NO_FINDING
     if "study_date" in out.columns:
         out["study_date"] = pd.to_datetime(out["study_date"], errors="coerce")
     else:
@@ -126,6 +125,15 @@ def finalize_manifest(
     out = out[list(COLUMNS) + extra]
     out = out.sort_values(["patient_id", "study_order", "image_id"], kind="stable").reset_index(drop=True)
     return out
+
+
+def _map_unique(values: pd.Series, func) -> pd.Series:
+    """Apply ``func`` once per distinct value (labels repeat across 10^5 rows)."""
+    if values.empty:
+        return values.astype(str)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.array([func(u) for u in uniques] + [func(None)], dtype=object)
+    return pd.Series(mapped[codes], index=values.index, dtype=str)
 
 
 def _derive_study_order(df: pd.DataFrame) -> pd.DataFrame:
