@@ -1,0 +1,190 @@
+"""Embed a workspace's images: ``embeddings.npz`` (N×D float32 + image ids).
+
+Batches are read from the memory-mapped image store by a background thread
+while the model runs, so decoding never waits on the model or vice versa.
+Under ``torchrun`` each rank embeds a contiguous shard, writes it, and rank 0
+merges the shards in manifest order.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from reid_core.data.manifest import load_manifest
+from reid_core.data.store import ImageStore
+from reid_core.errors import WorkspaceError
+from reid_core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbeddingTable:
+    """Embeddings aligned with image ids (row i ↔ ``image_ids[i]``)."""
+
+    embeddings: np.ndarray  # N×D float32
+    image_ids: np.ndarray  # N, str
+
+    def __post_init__(self) -> None:
+        self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
+        self.image_ids = np.asarray(self.image_ids).astype(str)
+        if self.embeddings.ndim != 2 or len(self.embeddings) != len(self.image_ids):
+            raise ValueError(f"embeddings {self.embeddings.shape} and {len(self.image_ids)} ids do not align")
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def save(self, path: str | Path) -> None:
+        """Write ``embeddings.npz`` atomically (plain arrays; loading needs no pickle)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, embeddings=self.embeddings, image_ids=self.image_ids.astype("U"))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EmbeddingTable":
+        path = Path(path)
+        if not path.exists():
+            raise WorkspaceError(f"no embeddings at {path}; run `cxr-reid embed`")
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["embeddings"], z["image_ids"])
+
+    def rows_for(self, image_ids: pd.Series | list[str]) -> np.ndarray:
+        """Row of each id (KeyError naming the first unknown id)."""
+        pos = {iid: i for i, iid in enumerate(self.image_ids)}
+        try:
+            return np.array([pos[i] for i in image_ids], dtype=np.int64)
+        except KeyError as exc:
+            raise KeyError(f"image id {exc.args[0]!r} has no embedding") from None
+
+
+def _batches(store: ImageStore, rows: np.ndarray, batch_size: int, prefetch: int = 3) -> Iterator[np.ndarray]:
+    """Yield uint8 batches of ``store[rows]``, read ahead by a background thread."""
+    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            for start in range(0, len(rows), batch_size):
+                if stop.is_set():
+                    return
+                q.put(store[rows[start:start + batch_size]])
+        except BaseException as exc:  # noqa: BLE001 - hand the error to the consumer
+            q.put(exc)
+        q.put(None)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` → CUDA if available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def embed_array(model: torch.nn.Module, store: ImageStore, rows: np.ndarray, batch_size: int = 64,
+                device: str | torch.device = "auto", progress: bool = True, desc: str = "embed") -> np.ndarray:
+    """Embeddings (float32) of ``store[rows]`` in the order given."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    model = model.to(dev).eval().to(memory_format=torch.channels_last)
+    use_bf16 = dev.type == "cuda"
+    out = np.zeros((len(rows), model.embedding_dim), dtype=np.float32)
+    done = 0
+    bar = tqdm(total=len(rows), desc=desc, unit="img", disable=not progress)
+    t0 = time.perf_counter()
+    for batch in _batches(store, np.asarray(rows), batch_size):
+        x = torch.from_numpy(batch).to(dev, non_blocking=True)[:, None].float().div_(255.0)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+            y = model(x)
+        out[done:done + len(batch)] = y.float().cpu().numpy()
+        done += len(batch)
+        bar.update(len(batch))
+        bar.set_postfix(img_s=f"{done / (time.perf_counter() - t0):.0f}")
+    bar.close()
+    return out
+
+
+def _dist() -> tuple[int, int]:
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return rank, world
+
+
+def embed_workspace(workspace: Workspace | str | Path, batch_size: int = 64, device: str = "auto",
+                    size: int | None = None, force: bool = False, progress: bool = True) -> EmbeddingTable:
+    """Embed every manifest image with the workspace's embedder; skip if up to date."""
+    from reid_core.checkpoint import load_embedder
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    weights = ws.embedder_dir / "model.safetensors"
+    if not weights.exists():
+        raise WorkspaceError(f"{ws.root} has no trained embedder; run `cxr-reid train --workspace {ws.root}`")
+    inputs = [weights, ws.manifest_path]
+    if not force and ws.embeddings_path.exists() and all(
+            ws.embeddings_path.stat().st_mtime >= p.stat().st_mtime for p in inputs):
+        log.info("embeddings are up to date: %s", ws.embeddings_path)
+        return EmbeddingTable.load(ws.embeddings_path)
+    manifest = load_manifest(ws.manifest_path)
+    model = load_embedder(ws.embedder_dir)
+    if size is None:  # the resolution the model was trained at, if prepared, else the largest store
+        size = model.config.image_size if model.config.image_size in ws.image_sizes() else ws.default_image_size()
+    store = ImageStore(ws.images_path(size), manifest)
+    rows = manifest["cache_row"].to_numpy()
+    rank, world = _dist()
+    if world == 1:
+        table = EmbeddingTable(embed_array(model, store, rows, batch_size, device, progress), manifest["image_id"])
+        table.save(ws.embeddings_path)
+        return table
+    return _embed_sharded(ws, model, store, manifest, rows, rank, world, batch_size, device)
+
+
+def _embed_sharded(ws: Workspace, model, store: ImageStore, manifest: pd.DataFrame, rows: np.ndarray,
+                   rank: int, world: int, batch_size: int, device: str) -> EmbeddingTable:
+    """torchrun: each rank embeds ``array_split`` shard ``rank``; rank 0 merges after a barrier."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    shards = np.array_split(np.arange(len(rows)), world)
+    mine = shards[rank]
+    emb = embed_array(model, store, rows[mine], batch_size, device, progress=rank == 0, desc=f"embed r{rank}")
+    shard_path = ws.root / f"embeddings.rank{rank}.npz"
+    EmbeddingTable(emb, manifest["image_id"].to_numpy()[mine]).save(shard_path)
+    dist.barrier()
+    table = None
+    if rank == 0:
+        parts = [EmbeddingTable.load(ws.root / f"embeddings.rank{r}.npz") for r in range(world)]
+        table = EmbeddingTable(np.concatenate([p.embeddings for p in parts]),
+                               np.concatenate([p.image_ids for p in parts]))
+        table.save(ws.embeddings_path)
+        for r in range(world):
+            (ws.root / f"embeddings.rank{r}.npz").unlink(missing_ok=True)
+    dist.barrier()
+    return table if table is not None else EmbeddingTable.load(ws.embeddings_path)
