@@ -1,0 +1,139 @@
+"""Load any supported radiograph file as a float32 2-D array in [0, 1], air dark.
+
+Dispatch is on content first: the 'DICM' magic at byte 128 means DICOM, PNG /
+JPEG / TIFF / BMP signatures mean a raster image.  Only then the suffix: files
+named *.dcm / *.dicom are parsed as DICOM without preamble, raster suffixes go
+to PIL (which then reports what is wrong).  Every failure is an ImageLoadError.
+
+Raster normalisation divides by the range of the storage type: 8-bit by 255,
+16-bit ("I;16*", or mode "I" holding values within 0..65535) by 65535, so a
+12-bit image stored in a 16-bit PNG stays dark (0..0.0625) rather than being
+stretched per image; floating-point images are min-max scaled.  Colour and
+palette images become luminance 0.299 R + 0.587 G + 0.114 B (alpha ignored);
+EXIF orientation is applied.  Multi-frame files (TIFF, APNG, DICOM) need an
+explicit ``frame``.  DICOM details, and :class:`ImageMeta` (re-exported here),
+live in :mod:`reid_core.data.dicom`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from reid_core.data.dicom import (
+    DEFAULT_MAX_PIXELS,
+    DICOM_SUFFIXES,
+    ImageMeta,
+    check_size,
+    dicom_meta,
+    dicom_to_array,
+    finalize,
+    has_dicom_preamble,
+    minmax_unit,
+    read_dataset,
+    select_frame,
+)
+from reid_core.errors import ImageLoadError
+
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageMeta", "load_image", "load_image_with_meta"]
+
+log = logging.getLogger(__name__)
+
+RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+_RASTER_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+_COLOUR_MODES = frozenset({"P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"})
+
+
+def load_image(path: str | Path, frame: int | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Image at ``path`` as a finite float32 2-D array in [0, 1] (air dark, bone bright).
+
+    ``frame`` (0-based) is required for multi-frame files; images with more than
+    ``max_pixels`` pixels are rejected before decoding.
+    """
+    return load_image_with_meta(path, frame=frame, max_pixels=max_pixels)[0]
+
+
+def load_image_with_meta(path: str | Path, frame: int | None = None,
+                         max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageMeta]:
+    """Like :func:`load_image`, also returning the file's :class:`ImageMeta`."""
+    p = Path(path)
+    head = _read_head(p)
+    suffix = p.suffix.lower()
+    is_raster = head.startswith(_RASTER_MAGIC)
+    if has_dicom_preamble(head) or (suffix in DICOM_SUFFIXES and not is_raster):
+        ds = read_dataset(p)
+        image = dicom_to_array(ds, p, frame=frame, max_pixels=max_pixels)
+        return image, dicom_meta(ds, p)
+    if is_raster or suffix in RASTER_SUFFIXES:
+        return _load_raster(p, frame, max_pixels)
+    raise ImageLoadError(p, f"unsupported file type ({suffix or 'no suffix'}, unknown signature)")
+
+
+def _read_head(p: Path) -> bytes:
+    """First 132 bytes; raises for missing, non-regular, unreadable or empty files."""
+    if not p.exists():
+        raise ImageLoadError(p, "file not found")
+    if not p.is_file():
+        raise ImageLoadError(p, "not a regular file")
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        raise ImageLoadError(p, f"unreadable ({type(exc).__name__})") from exc
+    if not head:
+        raise ImageLoadError(p, "empty file")
+    return head
+
+
+def _load_raster(p: Path, frame: int | None, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
+    """PNG / JPEG / TIFF / BMP through PIL, size-checked from the header before decoding."""
+    try:
+        im = Image.open(p)  # reads the header only; PIL itself refuses > 2 * MAX_IMAGE_PIXELS
+    except Image.DecompressionBombError:
+        raise ImageLoadError(p, "too many pixels (PIL decompression-bomb limit)") from None
+    except Exception as exc:  # noqa: BLE001 - PIL plugins raise many types on bad headers
+        raise ImageLoadError(p, f"not a readable image ({type(exc).__name__})") from None
+    with im:
+        cols, rows = im.size
+        check_size(p, rows, cols, max_pixels)
+        n_frames = int(getattr(im, "n_frames", 1) or 1)
+        index = select_frame(p, n_frames, frame)
+        try:
+            if index:
+                im.seek(index)
+            im.load()
+            image = _pil_to_unit(ImageOps.exif_transpose(im), p)
+        except ImageLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - truncated data, bad chunks, decoder errors
+            raise ImageLoadError(p, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
+    image = finalize(image, p)
+    return image, ImageMeta(rows=image.shape[0], cols=image.shape[1], n_frames=n_frames)
+
+
+def _pil_to_unit(im: Image.Image, p: Path) -> np.ndarray:
+    """PIL image to float [0, 1] luminance, divided by its storage type's maximum."""
+    mode = im.mode
+    if mode == "1":
+        return np.asarray(im, dtype=np.float64)
+    if mode == "L":
+        return np.asarray(im, dtype=np.float64) / 255.0
+    if mode in ("LA", "La"):
+        return np.asarray(im.getchannel(0), dtype=np.float64) / 255.0
+    if mode in _COLOUR_MODES:
+        return (np.asarray(im.convert("RGB"), dtype=np.float64) @ _LUMA) / 255.0
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.float64) / 65535.0
+    if mode == "I":
+        arr = np.asarray(im).astype(np.float64)
+        if arr.size and arr.min() >= 0 and arr.max() <= 65535:
+            return arr / 65535.0
+        log.debug("%s: 32-bit integer image outside 0..65535, min-max scaled", p)
+        return minmax_unit(arr, p)
+    if mode == "F":
+        return minmax_unit(np.asarray(im), p)
+    raise ImageLoadError(p, f"unsupported PIL image mode {mode!r}")
