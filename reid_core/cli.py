@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from reid_core.errors import CxrReidError
 from reid_core.prepare import DATASETS
+from reid_core.train.cli import add_train_arguments, run_train_command
 
 DEMO_WORKSPACE = Path("workspaces/demo")
 
@@ -78,6 +79,99 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from reid_core.embed import embed_workspace
+
+    table = embed_workspace(args.workspace, batch_size=args.batch_size, device=args.device, force=args.force)
+    print(f"embeddings: {len(table)} × {table.dim} in {args.workspace / 'embeddings.npz'} (+ index.faiss)")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from reid_core.evaluate import evaluate_workspace
+
+    report = evaluate_workspace(args.workspace, n_boot=args.n_boot, seed=args.seed, out=args.out)
+    r, v = report["retrieval"], report["verification"]
+    print(f"test P@1 {r['precision_at_1']:.4f}  mAP@R {r['map_at_r']:.4f}  R-precision {r['r_precision']:.4f}")
+    print(f"verification AUC {v['auc']:.4f}  F1 {v['f1']:.4f}  distance threshold {v['threshold']:.4f}")
+    if "baseline" in report:
+        print(f"pixel baseline P@1 {report['baseline']['retrieval']['precision_at_1']:.4f}")
+    print(f"wrote {args.out or args.workspace / 'report.json'}")
+    return 0
+
+
+def _load_model_and_verifier(ws_path: Path):
+    from reid_core.checkpoint import load_embedder
+    from reid_core.verify import PairVerifier
+    from reid_core.workspace import Workspace
+
+    ws = Workspace(ws_path)
+    model = load_embedder(ws.embedder_dir)
+    verifier = PairVerifier.load(ws.verifier_path) if ws.verifier_path.exists() else None
+    return ws, model, verifier
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from reid_core.query import embed_query_images, load_query_image
+
+    ws, model, verifier = _load_model_and_verifier(args.workspace)
+    if verifier is None:
+        raise CxrReidError(f"{ws.root} has no verifier.json; run `cxr-reid evaluate --workspace {ws.root}`")
+    size = model.config.image_size
+    a, b = embed_query_images(model, [load_query_image(args.a, size), load_query_image(args.b, size)])
+    res = verifier.verify(a, b)
+    print(f"distance {res.distance:.4f}  same-patient probability {res.probability:.4f}  "
+          f"decision: {'SAME patient' if res.same_patient else 'DIFFERENT patients'} (threshold {verifier.threshold})")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from reid_core.data.manifest import load_manifest
+    from reid_core.query import embed_query_images, load_query_image
+    from reid_core.retrieval import Index
+
+    ws, model, verifier = _load_model_and_verifier(args.workspace)
+    index = Index.load(ws.root)
+    manifest = load_manifest(ws.manifest_path).set_index("image_id")
+    if Path(args.query).exists():
+        q = embed_query_images(model, [load_query_image(args.query, model.config.image_size)])
+        dist, ids = index.search(q, args.k)
+        dist, ids = dist[0], ids[0]
+    else:
+        dist, ids = index.search_id(args.query, args.k)
+    rows = manifest.loc[list(ids), ["patient_id", "study_date", "age", "sex", "view", "findings"]].copy()
+    rows.insert(0, "distance", dist)
+    if verifier is not None:
+        rows.insert(1, "p_same", verifier.predict_proba(dist))
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(rows.to_string(float_format=lambda x: f"{x:.4f}"))
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from reid_core.audit import audit_ids
+    from reid_core.data.manifest import load_manifest
+    from reid_core.embed import EmbeddingTable
+    from reid_core.verify import PairVerifier
+    from reid_core.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    manifest = load_manifest(ws.manifest_path)
+    table = EmbeddingTable.load(ws.embeddings_path)
+    emb = table.embeddings[table.rows_for(manifest["image_id"])]
+    result = audit_ids(emb, manifest["image_id"].to_numpy(), manifest["patient_id"].to_numpy(),
+                       PairVerifier.load(ws.verifier_path))
+    out = ws.root / "audit"
+    out.mkdir(exist_ok=True)
+    result.mislabelled.to_csv(out / "likely_mislabelled.csv", index=False)
+    result.same_person_pairs.to_csv(out / "same_person_pairs.csv", index=False)
+    print(f"{len(result.mislabelled)} image(s) likely mislabelled, {len(result.same_person_pairs)} ID pair(s) "
+          f"probably the same person; tables in {out}")
+    return 0
+
+
 EXAMPLES = {
     "phantom": "example: cxr-reid phantom --out data/phantom --patients 200 --seed 0 --size 512 --format nih",
     "prepare": (
@@ -89,6 +183,12 @@ EXAMPLES = {
     ),
     "status": "example: cxr-reid status --workspace ws/nih",
     "demo": "example: cxr-reid demo   (builds workspaces/demo from the phantom)",
+    "train": "example: cxr-reid train --workspace ws/phantom --set epochs=20 --set model.embedding_dim=64",
+    "embed": "example: cxr-reid embed --workspace ws/phantom --batch-size 128",
+    "evaluate": "example: cxr-reid evaluate --workspace ws/phantom --out ws/phantom/report.json",
+    "verify": "example: cxr-reid verify --workspace ws/phantom a.dcm b.png",
+    "search": "example: cxr-reid search --workspace ws/phantom query.dcm -k 10   (or an image id of the workspace)",
+    "audit": "example: cxr-reid audit --workspace ws/phantom",
 }
 
 
@@ -133,13 +233,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128)
+    p = add("train", _cmd_train, "Train the identity embedder on the workspace (resumable).")
+    add_train_arguments(p)
+
+    p = add("embed", _cmd_embed, "Embed every workspace image (embeddings.npz + index.faiss).")
+    p.add_argument("--workspace", required=True, type=Path)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+    p.add_argument("--force", action="store_true", help="re-embed even if up to date")
+
+    p = add("evaluate", _cmd_evaluate, "Evaluate retrieval and verification on the test split (report.json).")
+    p.add_argument("--workspace", required=True, type=Path)
+    p.add_argument("--out", type=Path, help="report path (default: WORKSPACE/report.json)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("verify", _cmd_verify, "Are two radiographs (DICOM/PNG/JPG) of the same patient?")
+    p.add_argument("--workspace", required=True, type=Path)
+    p.add_argument("a", type=Path)
+    p.add_argument("b", type=Path)
+
+    p = add("search", _cmd_search, "The k most similar workspace images to a query file or image id.")
+    p.add_argument("--workspace", required=True, type=Path)
+    p.add_argument("query", help="a DICOM/PNG/JPG path, or an image id of the workspace")
+    p.add_argument("-k", type=int, default=10)
+
+    p = add("audit", _cmd_audit, "Flag images whose embedding contradicts their patient ID, and duplicate IDs.")
+    p.add_argument("--workspace", required=True, type=Path)
     return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    return run_train_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    # pydicom's own log lines can quote element values (possible PHI); our typed errors say what failed
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
     except CxrReidError as exc:

@@ -158,7 +158,7 @@ def embed_workspace(workspace: Workspace | str | Path, batch_size: int = 64, dev
     rank, world = _dist()
     if world == 1:
         table = EmbeddingTable(embed_array(model, store, rows, batch_size, device, progress), manifest["image_id"])
-        table.save(ws.embeddings_path)
+        _write_outputs(ws, table)
         return table
     return _embed_sharded(ws, model, store, manifest, rows, rank, world, batch_size, device)
 
@@ -183,8 +183,16 @@ def _embed_sharded(ws: Workspace, model, store: ImageStore, manifest: pd.DataFra
         parts = [EmbeddingTable.load(ws.root / f"embeddings.rank{r}.npz") for r in range(world)]
         table = EmbeddingTable(np.concatenate([p.embeddings for p in parts]),
                                np.concatenate([p.image_ids for p in parts]))
-        table.save(ws.embeddings_path)
+        _write_outputs(ws, table)
         for r in range(world):
             (ws.root / f"embeddings.rank{r}.npz").unlink(missing_ok=True)
     dist.barrier()
     return table if table is not None else EmbeddingTable.load(ws.embeddings_path)
+
+
+def _write_outputs(ws: Workspace, table: EmbeddingTable) -> None:
+    """``embeddings.npz`` and the exact FAISS index ``index.faiss`` built from it."""
+    from reid_core.retrieval import Index
+
+    table.save(ws.embeddings_path)
+    Index.build(table.embeddings, table.image_ids).save(ws.root)

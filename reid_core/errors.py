@@ -38,3 +38,7 @@ class WorkspaceError(CxrReidError):
 
 class CheckpointError(CxrReidError):
     """A checkpoint (safetensors weights + JSON) is missing, truncated, tampered with or does not fit."""
+
+
+class TrainingError(CxrReidError):
+    """Training cannot start or continue: unusable data, a bad config, or an incompatible resume state."""

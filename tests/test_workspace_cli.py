@@ -40,7 +40,8 @@ def test_status_of_empty_and_partial_workspace(tmp_path):
     assert f"cxr-reid train --workspace {ws.root}" in text  # says how to build what is missing
 
 
-@pytest.mark.parametrize("command", ["phantom", "prepare", "status", "demo"])
+@pytest.mark.parametrize("command", ["phantom", "prepare", "status", "demo", "train", "embed", "evaluate",
+                                     "verify", "search", "audit"])
 def test_every_subcommand_help_has_an_example(command, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([command, "--help"])

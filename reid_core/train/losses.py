@@ -1,0 +1,79 @@
+"""The metric-learning objective: a pytorch-metric-learning loss, its miner, and (for XBM) a memory.
+
+``triplet``: ``TripletMarginLoss(margin)`` on the triplets of
+``TripletMarginMiner(margin, type_of_triplets=miner)`` (semihard / hard / all).
+``multi_similarity``: ``MultiSimilarityLoss`` on the pairs of
+``MultiSimilarityMiner``. ``contrastive_xbm``: ``ContrastiveLoss`` wrapped in
+``CrossBatchMemory`` (the batch is compared against a queue of recent
+embeddings as well), the Packhäuser et al. baseline's pair loss with more
+negatives. Losses run in float32 (embeddings are cast before the loss).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pytorch_metric_learning import losses, miners
+from torch import Tensor, nn
+
+from reid_core.train.config import LOSSES, MINERS, TrainConfig
+
+
+@dataclass
+class Objective:
+    """A loss module and its miner (None when the loss mines itself or uses all pairs)."""
+
+    loss: nn.Module
+    miner: nn.Module | None
+
+    def __call__(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        embeddings = embeddings.float()
+        if self.miner is None:
+            return self.loss(embeddings, labels)
+        return self.loss(embeddings, labels, self.miner(embeddings, labels))
+
+    def to(self, device: torch.device) -> "Objective":
+        self.loss.to(device)
+        return self
+
+    # -- resumable state (only the cross-batch memory has any) ------------------
+    def state(self) -> dict[str, Any] | None:
+        """The memory queue of a CrossBatchMemory (CPU copies), else None."""
+        if not isinstance(self.loss, losses.CrossBatchMemory):
+            return None
+        m = self.loss
+        return {"embedding_memory": m.embedding_memory.detach().cpu().clone(),
+                "label_memory": m.label_memory.detach().cpu().clone(),
+                "queue_idx": int(m.queue_idx), "has_been_filled": bool(m.has_been_filled)}
+
+    def load_state(self, state: dict[str, Any] | None) -> None:
+        """Restore what :meth:`state` returned (a no-op for stateless losses)."""
+        if state is None or not isinstance(self.loss, losses.CrossBatchMemory):
+            return
+        m = self.loss
+        if tuple(state["embedding_memory"].shape) != tuple(m.embedding_memory.shape):
+            raise ValueError(f"cross-batch memory shape {tuple(state['embedding_memory'].shape)} does not fit "
+                             f"{tuple(m.embedding_memory.shape)}")
+        m.embedding_memory = state["embedding_memory"].to(m.embedding_memory.device)
+        m.label_memory = state["label_memory"].to(m.label_memory.device)
+        m.queue_idx, m.has_been_filled = int(state["queue_idx"]), bool(state["has_been_filled"])
+
+
+def build_objective(config: TrainConfig) -> Objective:
+    """The loss (+ miner, + memory) named by ``config.loss`` / ``config.miner``; ValueError on unknown names."""
+    p = config.loss_params
+    if config.loss == "triplet":
+        if config.miner not in MINERS:
+            raise ValueError(f"unknown miner {config.miner!r}; choose one of {MINERS}")
+        return Objective(losses.TripletMarginLoss(margin=config.margin),
+                         miners.TripletMarginMiner(margin=config.margin, type_of_triplets=config.miner))
+    if config.loss == "multi_similarity":
+        return Objective(losses.MultiSimilarityLoss(alpha=p.ms_alpha, beta=p.ms_beta, base=p.ms_base),
+                         miners.MultiSimilarityMiner(epsilon=p.ms_epsilon))
+    if config.loss == "contrastive_xbm":
+        inner = losses.ContrastiveLoss(pos_margin=p.pos_margin, neg_margin=p.neg_margin)
+        memory = losses.CrossBatchMemory(inner, embedding_size=config.model.embedding_dim,
+                                         memory_size=p.xbm_memory_size)
+        return Objective(memory, None)
+    raise ValueError(f"unknown loss {config.loss!r}; choose one of {LOSSES}")
