@@ -146,7 +146,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if verifier is not None:
         rows.insert(1, "p_same", verifier.predict_proba(dist))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(rows.to_string(float_format=lambda x: f"{x:.4f}"))
+        print(rows.reset_index().to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     return 0
 
 
