@@ -159,7 +159,7 @@ def make_mimic(root: Path, suffix: str = ".jpg", metadata: bool = True, patients
 
 def make_dicom_folder(root: Path) -> Path:
     """2 patients x 2 studies (P1/a1 has a PA and a lateral), a no-suffix DICOM, and three bad files:
-    a text file named .dcm, a truncated .dcm and a .txt."""
+    a text file named .dcm, a truncated .dcm and a stray binary; plus a .txt sidecar that is skipped silently."""
     write_dicom(root / "P1" / "a1" / "pa.dcm", "PAT1", "1.9.1", "1.9.1.1", date="20200301", time="080000", view="PA")
     write_dicom(root / "P1" / "a1" / "lat.dcm", "PAT1", "1.9.1", "1.9.1.2", date="20200301", time="080500", view="LL")
     write_dicom(root / "P1" / "a0" / "IM0001", "PAT1", "1.9.0", "1.9.0.1", date="20190301", time="235900", view="AP")
@@ -170,5 +170,6 @@ def make_dicom_folder(root: Path) -> Path:
     write_text(root / "P2" / "broken.dcm", "this is not a dicom file at all" * 10)
     (root / "P2" / "truncated.dcm").write_bytes((root / "P2" / "b1.dcm").read_bytes()[:300])
     write_text(root / "notes.txt", "acquisition notes")
+    (root / "scout.bin").write_bytes(b"\x00\x01 not an image")
     write_text(root / ".DS_Store", "hidden")
     return root

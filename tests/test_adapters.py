@@ -157,8 +157,8 @@ def test_dicom_folder(tmp_path: Path) -> None:
     assert m.loc["1.9.3.1", ["patient_id", "sex", "age"]].tolist() == ["PAT2", "M", 70.0]
     assert str(m.loc["1.9.3.1", "study_date"].date()) == "2021-01-01"
     probs = reasons(res)
-    assert set(probs) == {"P2/broken.dcm", "P2/truncated.dcm", "notes.txt"}
-    assert probs["notes.txt"] == "not a DICOM file"
+    assert set(probs) == {"P2/broken.dcm", "P2/truncated.dcm", "scout.bin"}  # notes.txt: a sidecar, skipped
+    assert probs["scout.bin"] == "not a DICOM file"
     assert probs["P2/broken.dcm"] and probs["P2/truncated.dcm"]  # read_dicom_header's reason, kept as is
     assert len(get_adapter("dicom").build(tmp_path).manifest) == 4  # lateral dropped by default
 

@@ -1,8 +1,9 @@
 """Any folder of DICOM files (``dicom``): headers only, no pixel decoding.
 
 Files are found recursively: a ``.dcm``/``.dicom`` suffix or the ``DICM``
-preamble at byte 128 marks a DICOM file; every other non-hidden file is
-reported as ``not a DICOM file``. Headers come from
+preamble at byte 128 marks a DICOM file; tables and documents that sit beside
+the images (``.csv``, ``.json``, ``.parquet``, ``.txt``, ``.md``, …) are skipped
+silently, and every other non-hidden file is reported as ``not a DICOM file``. Headers come from
 :func:`reid_core.data.dicom.read_dicom_header`; a file whose header cannot be
 read, that has no image (rows/cols) or no PatientID goes to the problems table.
 
@@ -56,6 +57,10 @@ class DicomFolderAdapter(DatasetAdapter):
         return headers_to_rows(headers, problems)
 
 
+SIDECAR_SUFFIXES = (".csv", ".csv.gz", ".json", ".parquet", ".txt", ".md", ".xml", ".html", ".pdf", ".log",
+                   ".yaml", ".yml", ".tsv")
+
+
 def find_dicom_files(root: Path) -> tuple[list[str], list[str]]:
     """Paths (relative to ``root``, POSIX) of DICOM files and of other non-hidden files, each sorted."""
     dicoms: list[str] = []
@@ -69,6 +74,8 @@ def find_dicom_files(root: Path) -> tuple[list[str], list[str]]:
             rel = f if rel_dir == "." else f"{rel_dir}/{f}".replace(os.sep, "/")
             if f.lower().endswith(DICOM_SUFFIXES) or _has_preamble(os.path.join(dirpath, f)):
                 dicoms.append(rel)
+            elif f.lower().endswith(SIDECAR_SUFFIXES):
+                continue
             else:
                 others.append(rel)
     return sorted(dicoms), sorted(others)
