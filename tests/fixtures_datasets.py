@@ -31,8 +31,8 @@ def write_image(path: Path, value: int = 100) -> Path:
 
 
 def write_dicom(path: Path, patient_id: str | None, study_uid: str, sop_uid: str, date: str = "20200101",
-                time: str = "120000", view: str = "PA", sex: str = "F", age: str = "045Y") -> Path:
-    """A minimal valid 8x8 MONOCHROME2 DX DICOM file with the given header values."""
+                time: str = "120000", view: str = "PA", sex: str = "F", age: str = "045Y", size: int = 8) -> Path:
+    """A minimal valid ``size``×``size`` MONOCHROME2 DX DICOM file (a ramp) with the given header values."""
     from pydicom.dataset import FileMetaDataset, Dataset
     from pydicom.uid import ExplicitVRLittleEndian
 
@@ -49,10 +49,10 @@ def write_dicom(path: Path, patient_id: str | None, study_uid: str, sop_uid: str
         ds.PatientID = patient_id
     ds.StudyDate, ds.StudyTime, ds.ViewPosition = date, time, view
     ds.PatientSex, ds.PatientAge, ds.Modality = sex, age, "DX"
-    ds.Rows = ds.Columns = 8
+    ds.Rows = ds.Columns = size
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = np.arange(64, dtype=np.uint16).reshape(8, 8).tobytes()
+    ds.PixelData = (np.arange(size * size, dtype=np.uint16) % 4096).reshape(size, size).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
 

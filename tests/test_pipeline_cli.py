@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -93,25 +92,12 @@ def test_verify_search_audit_and_bad_queries(trained, tmp_path, capsys):
 
 
 def test_lateral_dicom_query_is_refused(tmp_path):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from fixtures_datasets import write_dicom
 
     from reid_core.query import QueryError, load_query_image
 
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Rows = ds.Columns = 128
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.ViewPosition = "LL"
-    ds.PixelData = np.arange(128 * 128, dtype=np.uint8).tobytes()
-    ds.save_as(tmp_path / "lat.dcm", enforce_file_format=True)
+    lateral = write_dicom(tmp_path / "lat.dcm", "P1", "1.2.3", "1.2.3.4", view="LL", size=128)
     with pytest.raises(QueryError, match="lateral"):
-        load_query_image(tmp_path / "lat.dcm", 64)
-    ds.ViewPosition = "PA"
-    ds.save_as(tmp_path / "pa.dcm", enforce_file_format=True)
-    assert load_query_image(tmp_path / "pa.dcm", 64).shape == (64, 64)
+        load_query_image(lateral, 64)
+    frontal = write_dicom(tmp_path / "pa.dcm", "P1", "1.2.3", "1.2.3.5", view="PA", size=128)
+    assert load_query_image(frontal, 64).shape == (64, 64)
