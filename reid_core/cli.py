@@ -90,6 +90,14 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from reid_core.evaluate import evaluate_workspace
 
+    if args.dims:
+        from reid_core.sweep import dimension_sweep
+        from reid_core.train.cli import config_from_args
+
+        dims = [int(d) for d in args.dims.split(",") if d.strip()]
+        table = dimension_sweep(args.workspace, dims, config_from_args(args), n_boot=min(args.n_boot, 200))
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        return 0
     report = evaluate_workspace(args.workspace, n_boot=args.n_boot, seed=args.seed, out=args.out)
     r, v = report["retrieval"], report["verification"]
     print(f"test P@1 {r['precision_at_1']:.4f}  mAP@R {r['map_at_r']:.4f}  R-precision {r['r_precision']:.4f}")
@@ -185,7 +193,8 @@ EXAMPLES = {
     "demo": "example: cxr-reid demo   (builds workspaces/demo from the phantom)",
     "train": "example: cxr-reid train --workspace ws/phantom --set epochs=20 --set model.embedding_dim=64",
     "embed": "example: cxr-reid embed --workspace ws/phantom --batch-size 128",
-    "evaluate": "example: cxr-reid evaluate --workspace ws/phantom --out ws/phantom/report.json",
+    "evaluate": ("examples:\n  cxr-reid evaluate --workspace ws/phantom --out ws/phantom/report.json\n"
+                 "  cxr-reid evaluate --workspace ws/phantom --dims 4,8,16,32,64,128 --set epochs=20"),
     "verify": "example: cxr-reid verify --workspace ws/phantom a.dcm b.png",
     "search": "example: cxr-reid search --workspace ws/phantom query.dcm -k 10   (or an image id of the workspace)",
     "audit": "example: cxr-reid audit --workspace ws/phantom",
@@ -247,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report path (default: WORKSPACE/report.json)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dims", help="dimension sweep instead: train and evaluate one embedder per dimension, "
+                                  "e.g. 4,8,16,32,64,128 (training options from --config/--set)")
+    p.add_argument("--config", type=Path, help="with --dims: TrainConfig JSON")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --dims: training override (repeatable)")
 
     p = add("verify", _cmd_verify, "Are two radiographs (DICOM/PNG/JPG) of the same patient?")
     p.add_argument("--workspace", required=True, type=Path)

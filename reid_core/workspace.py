@@ -9,7 +9,8 @@ shared/ARCHITECTURE.md)::
       embedder/ model.safetensors, config.json, metrics.json, train_log.jsonl
       embeddings.npz           index.faiss            verifier.json
       gan/ G_ema.safetensors, config.json, metrics.json, samples.png
-      report.json
+      report.json              dim_sweep.csv + sweeps/dim<D>/ (cxr-reid evaluate --dims)
+      audit/                   likely_mislabelled.csv, same_person_pairs.csv (cxr-reid audit)
 """
 from __future__ import annotations
 

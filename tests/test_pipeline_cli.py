@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -101,3 +102,16 @@ def test_lateral_dicom_query_is_refused(tmp_path):
         load_query_image(lateral, 64)
     frontal = write_dicom(tmp_path / "pa.dcm", "P1", "1.2.3", "1.2.3.5", view="PA", size=128)
     assert load_query_image(frontal, 64).shape == (64, 64)
+
+
+def test_dimension_sweep_table(trained, capsys):
+    sets = ["model.backbone=resnet10t", "batch_size=16", "m_per_patient=4", "max_steps=4", "num_workers=0",
+            "warmup_steps=1", "val_every=1000"]
+    args = ["evaluate", "--workspace", str(trained.root), "--dims", "4,8", "--n-boot", "10"]
+    assert main(args + [a for s in sets for a in ("--set", s)]) == 0
+    table = pd.read_csv(trained.root / "dim_sweep.csv")
+    assert table["embedding_dim"].tolist() == [4, 8]
+    assert table["precision_at_1"].between(0, 1).all() and table["verification_auc"].between(0, 1).all()
+    sub = EmbeddingTable.load(trained.root / "sweeps" / "dim4" / "embeddings.npz")
+    assert sub.embeddings.shape[1] == 4
+    assert (trained.root / "sweeps" / "dim8" / "manifest.parquet").is_symlink()  # shared, not copied
