@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -75,8 +76,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                 seed=args.seed, progress=True)
     print(summary.describe())
     print(Workspace(args.workspace).format_status())
-    print("The browser app arrives with the app issue; this workspace is what it will open.")
-    return 0
+    if args.no_serve:
+        return 0
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    if not app.exists():
+        raise CxrReidError(f"app.py not found next to the package ({app}); run the app from a source checkout")
+    print(f"starting the app on http://localhost:{args.port} (Ctrl-C to stop)")
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+                            "--server.port", str(args.port), "--browser.gatherUsageStats", "false"])
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
@@ -100,12 +107,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     report = evaluate_workspace(args.workspace, n_boot=args.n_boot, seed=args.seed, out=args.out)
     r, v = report["retrieval"], report["verification"]
-    print(f"test P@1 {r['precision_at_1']:.4f}  mAP@R {r['map_at_r']:.4f}  R-precision {r['r_precision']:.4f}")
-    print(f"verification AUC {v['auc']:.4f}  F1 {v['f1']:.4f}  distance threshold {v['threshold']:.4f}")
+    print(f"test P@1 {_num(r['precision_at_1'])}  mAP@R {_num(r['map_at_r'])}  R-precision {_num(r['r_precision'])}")
+    print(f"verification AUC {_num(v['auc'])}  F1 {_num(v['f1'])}  distance threshold {_num(v['threshold'])}"
+          + ("" if v["threshold"] is not None else " (distance does not separate pairs: p never crosses 0.5)"))
     if "baseline" in report:
-        print(f"pixel baseline P@1 {report['baseline']['retrieval']['precision_at_1']:.4f}")
+        print(f"pixel baseline P@1 {_num(report['baseline']['retrieval']['precision_at_1'])}")
     print(f"wrote {args.out or args.workspace / 'report.json'}")
     return 0
+
+
+def _num(value: float | None) -> str:
+    """A metric for printing; report.json stores undefined values as null."""
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _load_model_and_verifier(ws_path: Path):
@@ -190,7 +203,7 @@ EXAMPLES = {
         "      --csv-columns path=File,patient_id=Subject,study_date=Date --workspace ws/x"
     ),
     "status": "example: cxr-reid status --workspace ws/nih",
-    "demo": "example: cxr-reid demo   (builds workspaces/demo from the phantom)",
+    "demo": "example: cxr-reid demo   (builds workspaces/demo from the phantom, then serves the app)",
     "train": "example: cxr-reid train --workspace ws/phantom --set epochs=20 --set model.embedding_dim=64",
     "embed": "example: cxr-reid embed --workspace ws/phantom --batch-size 128",
     "evaluate": ("examples:\n  cxr-reid evaluate --workspace ws/phantom --out ws/phantom/report.json\n"
@@ -237,11 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", _cmd_status, "Show which artefacts a workspace has and how to build the rest.")
     p.add_argument("--workspace", required=True, type=Path)
 
-    p = add("demo", _cmd_demo, "Build the demo workspace from the phantom (the app's default).")
+    p = add("demo", _cmd_demo, "Build the demo workspace from the phantom and open the app on it.")
     p.add_argument("--workspace", type=Path, default=DEMO_WORKSPACE)
     p.add_argument("--patients", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128)
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--no-serve", action="store_true", help="build the workspace only")
     p = add("train", _cmd_train, "Train the identity embedder on the workspace (resumable).")
     add_train_arguments(p)
 

@@ -1,0 +1,56 @@
+"""cxr-reid in the browser: ``streamlit run app.py``.
+
+This file only sets up the page, the navigation over ``pages/`` and the shared
+sidebar (the workspace picker). Every page reads the chosen workspace from
+``st.session_state["workspace"]``; the work is done by ``reid_core``.
+Workspaces are looked for under ``$CXR_REID_WORKSPACES`` (default: ``workspaces/``
+next to this file); ``workspaces/demo`` (``cxr-reid demo``) is the default.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+import reid_core  # noqa: F401  (before anything that imports timm)
+from pages._shared import WORKSPACE_KEY, WORKSPACES
+from reid_core.ui.workspaces import default_workspace, list_workspaces
+
+# url_paths differ on purpose from the names Streamlit derives from the file names ("overview" for
+# 1_overview.py): before st.navigation has run once in a fresh server, a request for such a name would run
+# the page file on its own, without this sidebar.
+PAGES = [
+    st.Page("pages/1_overview.py", title="Overview", icon=":material/dashboard:", url_path="summary", default=True),
+    st.Page("pages/2_explorer.py", title="Embedding explorer", icon=":material/scatter_plot:", url_path="explore"),
+    st.Page("pages/3_verification.py", title="Pair verification", icon=":material/compare:", url_path="verify"),
+    st.Page("pages/4_retrieval.py", title="Retrieval gallery", icon=":material/image_search:", url_path="search"),
+    st.Page("pages/5_longitudinal.py", title="Longitudinal", icon=":material/timeline:", url_path="drift"),
+    st.Page("pages/6_report.py", title="Model report", icon=":material/analytics:", url_path="model"),
+    st.Page("pages/7_counterfactuals.py", title="Counterfactuals", icon=":material/auto_fix_high:",
+            url_path="counterfactual"),
+]
+
+st.set_page_config(page_title="cxr-reid", page_icon=":material/radiology:", layout="wide")
+page = st.navigation(PAGES)
+
+
+def _use_custom_path() -> None:
+    value = st.session_state.get("_workspace_custom", "").strip()
+    if value:
+        st.session_state[WORKSPACE_KEY] = value
+
+
+with st.sidebar:
+    current = st.session_state.get(WORKSPACE_KEY) or str(default_workspace(WORKSPACES))
+    options = [str(p) for p in list_workspaces(WORKSPACES)]
+    if current not in options:
+        options.insert(0, current)
+    choice = st.selectbox("Workspace", options, index=options.index(current),
+                          format_func=lambda p: Path(p).name if Path(p).parent == WORKSPACES else p,
+                          help=f"folders under {WORKSPACES}; build one with `cxr-reid demo`")
+    st.text_input("…or a workspace folder", key="_workspace_custom", on_change=_use_custom_path,
+                  placeholder="/path/to/workspace")
+    st.session_state[WORKSPACE_KEY] = choice
+    st.caption(f"`{choice}`")
+
+page.run()

@@ -1,0 +1,70 @@
+"""Overview: what the workspace holds (dataset, models, headline metrics) and what is still to build."""
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._shared import current_workspace, manifest, require
+from reid_core.ui.figures import bar_figure
+from reid_core.ui.tables import dataset_summary, headline, load_report
+from reid_core.ui.workspaces import OPTIONAL_ARTEFACTS, PAGE_NEEDS, build_commands, embedder_summary, status_frame
+
+ws = current_workspace()
+st.title("Overview")
+st.caption(f"workspace `{ws.root}`")
+
+if ws.root.is_dir():
+    status = status_frame(ws)
+    missing = [a for a in ws.status() if not a.exists and a.name not in OPTIONAL_ARTEFACTS]
+    with st.expander("Artefacts", expanded=bool(missing)):
+        st.dataframe(status, hide_index=True, width="stretch")
+    if missing:
+        st.subheader("Still to build")
+        st.markdown("Missing: " + ", ".join(f"**{a.name}**" for a in missing) + ". Run, in order:")
+        st.code("\n".join(build_commands(missing)), language="bash")
+
+if require(ws, PAGE_NEEDS["overview"], "The dataset summary"):
+    m = manifest(ws)
+    s = dataset_summary(m)
+    st.subheader("Dataset")
+    c = st.columns(5)
+    c[0].metric("patients", f"{s.n_patients:,}")
+    c[1].metric("images", f"{s.n_images:,}")
+    c[2].metric("images / patient", f"{s.n_images / max(s.n_patients, 1):.2f}")
+    c[3].metric("datasets", ", ".join(s.datasets.index) or "—")
+    c[4].metric("median age", "—" if s.age_median is None else f"{s.age_median:.0f}")
+    if s.first_date is not None:
+        st.caption(f"studies from {s.first_date:%Y-%m-%d} to {s.last_date:%Y-%m-%d}")
+    left, right = st.columns(2)
+    left.plotly_chart(bar_figure(s.studies_per_patient, "images per patient", y_title="patients"),
+                      width="stretch", key="overview_spp")
+    right.plotly_chart(bar_figure(s.findings, "findings", y_title="images"), width="stretch",
+                       key="overview_findings")
+    a, b, c2 = st.columns(3)
+    a.plotly_chart(bar_figure(s.views, "views", y_title="images", height=260), width="stretch", key="overview_views")
+    b.plotly_chart(bar_figure(s.sexes, "sex", y_title="images", height=260), width="stretch", key="overview_sex")
+    c2.plotly_chart(bar_figure(s.splits, "splits", y_title="images", height=260), width="stretch",
+                    key="overview_splits")
+
+st.subheader("Models")
+emb = embedder_summary(ws)
+if emb is None:
+    st.info(f"No trained embedder yet: run `cxr-reid train --workspace {ws.root}`")
+else:
+    st.markdown(f"**Embedder**: `{emb.backbone}`, {emb.embedding_dim}-d embedding, {emb.image_size} px input"
+                + (f", {emb.steps} steps (best at step {emb.best_step})" if emb.steps is not None else ""))
+if (ws.gan_dir / "G_ema.safetensors").exists():
+    st.markdown("**GAN**: trained (`gan/G_ema.safetensors`)")
+else:
+    st.caption(f"GAN: not trained (`cxr-reid train-gan --workspace {ws.root}`)")
+if ws.report_path.exists():
+    try:
+        h = headline(load_report(ws.report_path))
+    except (OSError, ValueError) as exc:
+        st.error(f"report.json is unreadable ({exc}); re-run `cxr-reid evaluate --workspace {ws.root}`")
+    else:
+        cols = st.columns(len(h))
+        for col, (name, value) in zip(cols, h.items()):
+            col.metric(name, "—" if value != value else f"{value:.3f}")
+        st.caption("test split; see the Model report page for confidence intervals")
+else:
+    st.info(f"No evaluation yet: run `cxr-reid evaluate --workspace {ws.root}`")

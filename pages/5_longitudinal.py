@@ -1,0 +1,52 @@
+"""Longitudinal: a patient's studies in time order and their embedding drift from a normal baseline."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from pages._shared import aligned_embeddings, current_workspace, drift, image_grid, require
+from reid_core.longitudinal import matched_drift_auc
+from reid_core.ui.figures import drift_figure
+from reid_core.ui.tables import longitudinal_patients, patient_studies
+from reid_core.ui.workspaces import PAGE_NEEDS
+
+ws = current_workspace()
+st.title("Longitudinal drift")
+st.caption("Baseline: a patient's earliest study labelled No Finding. Drift: the embedding distance of each later "
+           "study from it. An identity embedding ignores acquisition, so drift beyond a patient's usual scatter "
+           "hints that something in the chest changed.")
+
+if require(ws, PAGE_NEEDS["longitudinal"], "Drift"):
+    m, _ = aligned_embeddings(ws)
+    table = drift(ws)
+    auc = matched_drift_auc(table)
+    c = st.columns(4)
+    c[0].metric("matched drift AUC", "—" if math.isnan(auc["auc"]) else f"{auc['auc']:.3f}",
+                help="abnormal vs still-normal follow-ups, compared only within the same time-since-baseline bin")
+    c[1].metric("follow-ups with a finding", auc["n_abnormal"])
+    c[2].metric("follow-ups still normal", auc["n_normal"])
+    c[3].metric("patients with a baseline", table["patient_id"].nunique() if len(table) else 0)
+    if auc["per_bin"]:
+        with st.expander("AUC per time-since-baseline bin"):
+            st.dataframe(pd.DataFrame(auc["per_bin"]), hide_index=True, width="stretch")
+
+    patients = longitudinal_patients(m, table)
+    if not patients:
+        st.info("No patient has more than one image in this workspace.")
+    else:
+        pid = st.selectbox(f"Patient ({len(patients)} with follow-ups)", patients, key="longitudinal_patient")
+        studies = patient_studies(m, pid)
+        st.subheader(f"{pid}: {len(studies)} studies")
+        image_grid(ws, studies, ncols=min(6, max(len(studies), 1)))
+        mine = table[table["patient_id"].astype(str) == pid].sort_values("years_since_baseline")
+        if mine.empty:
+            st.info(f"{pid} has no later study after a study labelled No Finding, so there is no baseline to "
+                    "measure drift from.")
+        else:
+            base = str(mine["baseline_id"].iloc[0])
+            st.plotly_chart(drift_figure(base, mine, title=f"drift of {pid} from baseline {base}"),
+                            width="stretch", key="longitudinal_drift_plot")
+            st.dataframe(mine.drop(columns=["patient_id"]), hide_index=True, width="stretch",
+                         key="longitudinal_drift_table")

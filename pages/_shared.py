@@ -1,0 +1,246 @@
+"""What every page shares: the chosen workspace, "what to run" notices, cached loaders, image widgets.
+
+Models, the index, the verifier and the image store are ``st.cache_resource``
+(one shared object per process); tables (manifest, embeddings, projections,
+drift) are ``st.cache_data``. Every cached function takes the file's path and
+``st_mtime_ns`` as arguments, so rewriting an artefact (a new ``cxr-reid embed``)
+invalidates exactly what was built from it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import reid_core  # noqa: F401  (before anything that imports timm)
+from reid_core.data.manifest import load_manifest
+from reid_core.data.store import ImageStore
+from reid_core.embed import EmbeddingTable
+from reid_core.errors import CxrReidError
+from reid_core.longitudinal import drift_table
+from reid_core.ui.projection import Projection, workspace_projection
+from reid_core.ui.tables import caption
+from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES, load_uploaded_image
+from reid_core.ui.workspaces import build_commands, default_workspace, file_key, missing_artefacts
+from reid_core.workspace import Workspace
+
+logging.getLogger("pydicom").setLevel(logging.CRITICAL)  # its log lines can quote header values (PHI)
+
+WORKSPACE_KEY = "workspace"
+MAX_THUMBNAILS = 36
+# where the sidebar looks for workspaces: $CXR_REID_WORKSPACES, else workspaces/ next to app.py
+WORKSPACES = Path(os.environ.get("CXR_REID_WORKSPACES", Path(__file__).resolve().parents[1] / "workspaces"))
+
+
+# ---------------------------------------------------------------------------- workspace + notices
+def current_workspace() -> Workspace:
+    """The workspace chosen in the sidebar (``st.session_state["workspace"]``), else the default one."""
+    chosen = st.session_state.get(WORKSPACE_KEY)
+    if not chosen:  # a page run on its own (tests, or before the sidebar ran): same default as the sidebar
+        chosen = str(default_workspace(WORKSPACES))
+        st.session_state[WORKSPACE_KEY] = chosen
+    return Workspace(chosen)
+
+
+def require(ws: Workspace, names: tuple[str, ...], what: str) -> bool:
+    """True if ``ws`` has every artefact in ``names``; else a notice naming what is missing and what to run."""
+    if not ws.root.is_dir():
+        st.error(f"`{ws.root}` does not exist. Build the demo workspace with `cxr-reid demo`, or prepare "
+                 f"your own with `cxr-reid prepare --workspace {ws.root} --dataset ...`, then pick it in the "
+                 "sidebar.")
+        return False
+    missing = missing_artefacts(ws, names)
+    if not missing:
+        return True
+    for a in missing:
+        st.warning(f"{what}: no {a.name} yet — run `{a.command}`")
+    st.code("\n".join(build_commands(missing)), language="bash")
+    return False
+
+
+# ---------------------------------------------------------------------------- cached tables
+@st.cache_data(show_spinner=False, max_entries=8)
+def _manifest(path: str, mtime_ns: int) -> pd.DataFrame:
+    return load_manifest(path)
+
+
+def manifest(ws: Workspace) -> pd.DataFrame:
+    return _manifest(*file_key(ws.manifest_path))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _aligned(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> tuple[pd.DataFrame, np.ndarray]:
+    m = _manifest(*manifest_key)
+    table = EmbeddingTable.load(emb_key[0])
+    m = m[m["image_id"].isin(set(table.image_ids))].reset_index(drop=True)
+    return m, table.embeddings[table.rows_for(m["image_id"])]
+
+
+def aligned_embeddings(ws: Workspace) -> tuple[pd.DataFrame, np.ndarray]:
+    """(manifest rows that have an embedding, their embeddings in the same order)."""
+    return _aligned(file_key(ws.manifest_path), file_key(ws.embeddings_path))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _projection(root: str, emb_key: tuple[str, int], method: str, dims: int, seed: int) -> Projection:
+    return workspace_projection(Workspace(root), method, dims, seed)
+
+
+def projection(ws: Workspace, method: str, dims: int, seed: int = 0) -> Projection:
+    return _projection(str(ws.root), file_key(ws.embeddings_path), method, dims, seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _drift(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> pd.DataFrame:
+    m, emb = _aligned(manifest_key, emb_key)
+    return drift_table(m, emb)
+
+
+def drift(ws: Workspace) -> pd.DataFrame:
+    return _drift(file_key(ws.manifest_path), file_key(ws.embeddings_path))
+
+
+# ---------------------------------------------------------------------------- cached resources
+@st.cache_resource(show_spinner="loading the embedder…", max_entries=4)
+def _embedder(directory: str, weights_key: tuple[str, int]):
+    from reid_core.checkpoint import load_embedder
+
+    return load_embedder(directory)
+
+
+def embedder(ws: Workspace):
+    key = file_key(ws.embedder_dir / "model.safetensors")
+    return _embedder(str(Path(key[0]).parent), key)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _index(root: str, index_key: tuple[str, int]):
+    from reid_core.retrieval import Index
+
+    return Index.load(root)
+
+
+def index(ws: Workspace):
+    return _index(str(ws.root), file_key(ws.index_path))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _verifier(path: str, mtime_ns: int):
+    from reid_core.verify import PairVerifier
+
+    return PairVerifier.load(path)
+
+
+def verifier(ws: Workspace):
+    return _verifier(*file_key(ws.verifier_path))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _store(path: str, mtime_ns: int, manifest_key: tuple[str, int]) -> ImageStore:
+    return ImageStore(path, _manifest(*manifest_key))
+
+
+def image_store(ws: Workspace) -> ImageStore | None:
+    """The workspace's largest prepared image store, or None (thumbnails then say what to run)."""
+    sizes = ws.image_sizes()
+    if not sizes or not ws.manifest_path.exists():
+        return None
+    return _store(*file_key(ws.images_path(sizes[-1])), file_key(ws.manifest_path))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _embed_upload(weights_key: tuple[str, int], name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    from reid_core.query import embed_query_images
+
+    model = _embedder(str(Path(weights_key[0]).parent), weights_key)
+    image = load_uploaded_image(name, data, model.config.image_size, MAX_UPLOAD_MB)
+    return image, embed_query_images(model, [image])[0]
+
+
+def embed_upload(ws: Workspace, name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(letterboxed uint8 image, embedding) of an uploaded file; raises CxrReidError subclasses."""
+    return _embed_upload(file_key(ws.embedder_dir / "model.safetensors"), name, data)
+
+
+# ---------------------------------------------------------------------------- image widgets
+def thumbnail(ws: Workspace, image_id: str) -> np.ndarray | None:
+    store = image_store(ws)
+    if store is None:
+        return None
+    try:
+        return store[store.row_of(image_id)]
+    except (KeyError, CxrReidError):
+        return None
+
+
+def image_grid(ws: Workspace, rows: pd.DataFrame, ncols: int = 6, captions: list[str] | None = None,
+               limit: int = MAX_THUMBNAILS, flags: list[bool] | None = None) -> None:
+    """Thumbnails of ``rows`` (manifest rows) with non-PHI captions; ``flags`` marks rows (e.g. true patient)."""
+    if image_store(ws) is None:
+        st.info(f"No prepared images to show: run `cxr-reid prepare --workspace {ws.root}`")
+        return
+    if len(rows) > limit:
+        st.caption(f"showing the first {limit} of {len(rows)} images")
+    rows = rows.head(limit)
+    cols = st.columns(ncols)
+    for k, (_, row) in enumerate(rows.iterrows()):
+        with cols[k % ncols]:
+            img = thumbnail(ws, str(row["image_id"]))
+            text = captions[k] if captions else caption(row)
+            if flags is not None and flags[k]:
+                text = "✅ same patient · " + text
+            if img is not None:
+                st.image(img, caption=text, width="stretch")
+            else:
+                st.caption(text)
+
+
+def query_picker(ws: Workspace, label: str, key: str, options: list[str], default_index: int = 0,
+                 allow_upload: bool = True) -> dict | None:
+    """A query image from the workspace or an upload.
+
+    Returns ``{"image_id", "row", "image", "vector", "source"}`` (``image_id``/``row`` None for
+    uploads), or None when nothing usable is chosen; upload problems are shown with ``st.error``.
+    """
+    has_embedder = (ws.embedder_dir / "model.safetensors").exists()
+    source = st.radio(f"{label} from", ("workspace", "upload"), horizontal=True, key=f"{key}_source",
+                      disabled=not allow_upload)
+    if source == "workspace":
+        image_id = st.selectbox(f"{label}: image id", options, index=min(default_index, len(options) - 1),
+                                key=f"{key}_id")
+        if image_id is None:
+            return None
+        m, emb = aligned_embeddings(ws)
+        pos = np.flatnonzero(m["image_id"].to_numpy() == image_id)
+        if not len(pos):
+            st.error(f"{image_id} has no embedding; re-run `cxr-reid embed --workspace {ws.root}`")
+            return None
+        return {"image_id": image_id, "row": m.iloc[pos[0]], "image": thumbnail(ws, image_id),
+                "vector": emb[pos[0]], "source": "workspace"}
+    if not has_embedder:
+        st.warning(f"Uploads need the trained embedder: run `cxr-reid train --workspace {ws.root}`")
+        return None
+    upload = st.file_uploader(f"{label}: DICOM, PNG or JPG (≤ {MAX_UPLOAD_MB} MB)", type=list(UPLOAD_TYPES),
+                              max_upload_size=MAX_UPLOAD_MB, key=f"{key}_upload")
+    if upload is None:
+        st.caption("Only the pixels of an upload are used; no DICOM header field is read out or shown.")
+        return None
+    try:
+        image, vector = embed_upload(ws, upload.name, upload.getvalue())
+    except CxrReidError as exc:
+        st.error(f"Cannot use this upload: {exc}")
+        return None
+    return {"image_id": None, "row": None, "image": image, "vector": vector, "source": "upload"}
+
+
+def show_query(query: dict, title: str) -> None:
+    """The query image with its non-PHI caption (uploads: the file name is not repeated)."""
+    text = caption(query["row"]) if query["row"] is not None else "uploaded image (pixels only)"
+    if query["image"] is not None:
+        st.image(query["image"], caption=f"{title}: {text}", width="stretch")
+    else:
+        st.caption(f"{title}: {text}")

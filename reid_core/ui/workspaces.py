@@ -1,0 +1,133 @@
+"""Which workspaces exist, what a page needs from one, and keys for caching its files."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from reid_core.workspace import Artefact, Workspace
+
+DEFAULT_WORKSPACE = Path("workspaces/demo")
+
+# What each page cannot work without (names of Workspace.status() rows).
+PAGE_NEEDS: dict[str, tuple[str, ...]] = {
+    "overview": ("manifest",),
+    "explorer": ("manifest", "embeddings"),
+    "verification": ("manifest", "embeddings", "verifier"),
+    "retrieval": ("manifest", "embeddings", "index"),
+    "longitudinal": ("manifest", "embeddings"),
+    "report": ("report",),
+    "counterfactuals": ("gan",),
+}
+
+OPTIONAL_ARTEFACTS = frozenset({"bad files"})  # written only when a dataset had unreadable files
+
+
+def list_workspaces(base: str | Path) -> list[Path]:
+    """Folders directly under ``base`` that hold a workspace.json or a manifest, sorted by name."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    found = [p for p in base.iterdir()
+             if p.is_dir() and ((p / "workspace.json").exists() or (p / "manifest.parquet").exists())]
+    return sorted(found, key=lambda p: p.name)
+
+
+def default_workspace(base: str | Path, preferred: str = DEFAULT_WORKSPACE.name) -> Path:
+    """``base/demo`` when it exists (or nothing else does), else the first workspace found."""
+    base = Path(base)
+    found = list_workspaces(base)
+    if (base / preferred).is_dir() or not found:
+        return base / preferred
+    return found[0]
+
+
+# What each artefact is built from (so a notice names the whole chain still to run).
+PREREQUISITES: dict[str, tuple[str, ...]] = {
+    "manifest": ("workspace",), "images": ("manifest",), "embedder": ("images",),
+    "embeddings": ("embedder",), "index": ("embedder",), "verifier": ("embeddings",),
+    "report": ("embeddings",), "gan": ("embeddings",),
+}
+
+
+def missing_artefacts(ws: Workspace, names: tuple[str, ...] | list[str],
+                      with_prerequisites: bool = True) -> list[Artefact]:
+    """The artefacts among ``names`` the workspace lacks, in pipeline order (KeyError on an unknown name).
+
+    With ``with_prerequisites``, a missing artefact brings its missing inputs along
+    (no embeddings and no embedder → both, so the notice says to train first).
+    """
+    status = ws.status()
+    by_name = {a.name: a for a in status}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise KeyError(f"unknown artefact name(s) {unknown}; known: {sorted(by_name)}")
+    wanted: set[str] = set()
+    todo = [n for n in names if not by_name[n].exists]
+    while todo:
+        name = todo.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        if with_prerequisites:
+            todo.extend(p for p in PREREQUISITES.get(name, ()) if not by_name[p].exists)
+    return [a for a in status if a.name in wanted]
+
+
+def build_commands(missing: list[Artefact]) -> list[str]:
+    """The distinct commands that build ``missing``, in pipeline order."""
+    out: list[str] = []
+    for a in missing:
+        if a.command not in out:
+            out.append(a.command)
+    return out
+
+
+def status_frame(ws: Workspace) -> pd.DataFrame:
+    """``Workspace.status()`` as a table: artefact, present, detail, path, command to build it."""
+    rows = [{"artefact": a.name, "present": a.exists, "detail": a.detail if a.exists else "missing",
+             "path": str(a.path), "build with": "" if a.exists else a.command} for a in ws.status()]
+    return pd.DataFrame(rows, columns=["artefact", "present", "detail", "path", "build with"])
+
+
+def file_key(path: str | Path) -> tuple[str, int]:
+    """``(path, mtime_ns)`` (``-1`` when missing): a cache key that changes when the file is rewritten."""
+    p = Path(path)
+    try:
+        return str(p.resolve()), p.stat().st_mtime_ns
+    except OSError:
+        return str(p), -1
+
+
+@dataclass(frozen=True)
+class EmbedderSummary:
+    """What the model page and the overview say about a trained embedder."""
+
+    backbone: str
+    embedding_dim: int
+    image_size: int
+    steps: int | None
+    best_step: int | None
+    elapsed_s: float | None
+
+
+def embedder_summary(ws: Workspace) -> EmbedderSummary | None:
+    """Backbone, dimension, resolution and training length from ``embedder/``; None when absent/unreadable."""
+    import json
+
+    cfg_path = ws.embedder_dir / "config.json"
+    if not (ws.embedder_dir / "model.safetensors").exists() or not cfg_path.exists():
+        return None
+    try:
+        meta = json.loads(cfg_path.read_text()).get("meta", {})
+        emb = meta.get("embedder", {})
+        metrics_path = ws.embedder_dir / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    except (OSError, ValueError):
+        return None
+    return EmbedderSummary(
+        backbone=str(emb.get("backbone", "?")), embedding_dim=int(emb.get("embedding_dim", 0)),
+        image_size=int(emb.get("image_size", 0)), steps=metrics.get("steps"),
+        best_step=metrics.get("best_step"), elapsed_s=metrics.get("elapsed_s"),
+    )
