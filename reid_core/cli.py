@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from reid_core.errors import CxrReidError
 from reid_core.prepare import DATASETS
 from reid_core.train.cli import add_train_arguments, run_train_command
+from gan.cli import add_train_gan_arguments, run_train_gan_command
 
 DEMO_WORKSPACE = Path("workspaces/demo")
 
@@ -205,6 +206,7 @@ EXAMPLES = {
     "status": "example: cxr-reid status --workspace ws/nih",
     "demo": "example: cxr-reid demo   (builds workspaces/demo from the phantom, then serves the app)",
     "train": "example: cxr-reid train --workspace ws/phantom --set epochs=20 --set model.embedding_dim=64",
+    "train-gan": "example: cxr-reid train-gan --workspace ws/phantom --res 128 --kimg 2000",
     "embed": "example: cxr-reid embed --workspace ws/phantom --batch-size 128",
     "evaluate": ("examples:\n  cxr-reid evaluate --workspace ws/phantom --out ws/phantom/report.json\n"
                  "  cxr-reid evaluate --workspace ws/phantom --dims 4,8,16,32,64,128 --set epochs=20"),
@@ -260,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", _cmd_train, "Train the identity embedder on the workspace (resumable).")
     add_train_arguments(p)
 
+    p = add("train-gan", _cmd_train_gan, "Train the identity-conditioned StyleGAN2-ADA on the workspace (resumable).")
+    add_train_gan_arguments(p)
+
     p = add("embed", _cmd_embed, "Embed every workspace image (embeddings.npz + index.faiss).")
     p.add_argument("--workspace", required=True, type=Path)
     p.add_argument("--batch-size", type=int, default=64)
@@ -294,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     return run_train_command(args)
+
+
+def _cmd_train_gan(args: argparse.Namespace) -> int:
+    return run_train_gan_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

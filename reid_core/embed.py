@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+
 
 import numpy as np
 import pandas as pd
@@ -22,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from reid_core.data.manifest import load_manifest
+from reid_core.data.prefetch import thread_prefetch
 from reid_core.data.store import ImageStore
 from reid_core.errors import WorkspaceError
 from reid_core.workspace import Workspace
@@ -73,30 +72,17 @@ class EmbeddingTable:
             raise KeyError(f"image id {exc.args[0]!r} has no embedding") from None
 
 
-def _batches(store: ImageStore, rows: np.ndarray, batch_size: int, prefetch: int = 3) -> Iterator[np.ndarray]:
-    """Yield uint8 batches of ``store[rows]``, read ahead by a background thread."""
-    q: queue.Queue = queue.Queue(maxsize=prefetch)
-    stop = threading.Event()
+class _StoreBatches:
+    """``store[rows]`` in batches, as a sequence (read ahead by :func:`thread_prefetch`)."""
 
-    def reader() -> None:
-        try:
-            for start in range(0, len(rows), batch_size):
-                if stop.is_set():
-                    return
-                q.put(store[rows[start:start + batch_size]])
-        except BaseException as exc:  # noqa: BLE001 - hand the error to the consumer
-            q.put(exc)
-        q.put(None)
+    def __init__(self, store: ImageStore, rows: np.ndarray, batch_size: int) -> None:
+        self.store, self.rows, self.batch_size = store, rows, batch_size
 
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    try:
-        while (item := q.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
+    def __len__(self) -> int:
+        return (len(self.rows) + self.batch_size - 1) // self.batch_size
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.store[self.rows[i * self.batch_size:(i + 1) * self.batch_size]]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -117,7 +103,7 @@ def embed_array(model: torch.nn.Module, store: ImageStore, rows: np.ndarray, bat
     done = 0
     bar = tqdm(total=len(rows), desc=desc, unit="img", disable=not progress)
     t0 = time.perf_counter()
-    for batch in _batches(store, np.asarray(rows), batch_size):
+    for batch in thread_prefetch(_StoreBatches(store, np.asarray(rows), batch_size), depth=3):
         x = torch.from_numpy(batch).to(dev, non_blocking=True)[:, None].float().div_(255.0)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):

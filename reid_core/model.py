@@ -304,7 +304,14 @@ class Embedder(nn.Module):
         These are the activations a Fréchet distance between image sets is computed on.
         """
         with self._inference():
-            return self._pooled(x)[0].float()
+            return self.pooled_features(x).float()
+
+    def pooled_features(self, x: Tensor) -> Tensor:
+        """Pooled backbone features B×num_features, differentiable w.r.t. ``x`` (train/eval mode is the caller's).
+
+        What :meth:`features` returns without gradients; GAN inversion matches images through it.
+        """
+        return self._pooled(x)[0]
 
     def to_channels_last(self) -> "Embedder":
         """Convert the weights to channels_last memory format (faster convs on GPU); returns self."""

@@ -11,8 +11,6 @@ any resize happen on the training device.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -28,6 +26,7 @@ from reid_core.data.manifest import load_manifest
 from reid_core.data.store import ImageStore
 from reid_core.errors import TrainingError, WorkspaceError
 from reid_core.workspace import Workspace
+from reid_core.data.prefetch import thread_prefetch
 
 log = logging.getLogger(__name__)
 
@@ -167,49 +166,11 @@ class BatchDataset(Dataset):
         return {**self.__dict__, "_array": None}
 
 
-def _thread_prefetch(dataset: Dataset, depth: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield ``dataset[0], dataset[1], …`` read ``depth`` ahead by a daemon thread; errors re-raise here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for i in range(len(dataset)):
-                if not put(dataset[i]):
-                    return
-            put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
-
-    thread = threading.Thread(target=work, name="cxr-reid-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
 def iterate_batches(dataset: BatchDataset, num_workers: int, pin_memory: bool = False,
                     prefetch: int = 4) -> Iterator[tuple[Tensor, Tensor]]:
     """The dataset's batches in order, read ahead by workers (or a thread when ``num_workers`` is 0)."""
     if num_workers == 0:
-        for images, labels in _thread_prefetch(dataset, prefetch):
+        for images, labels in thread_prefetch(dataset, prefetch):
             yield (images.pin_memory(), labels) if pin_memory else (images, labels)
         return
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,

@@ -1,0 +1,76 @@
+"""Benchmark: single-image CPU latency of a counterfactual render (the slider's cost), per GAN preset.
+
+Run ``python benchmarks/bench_counterfactual.py [--quick] [--threads N]``. Random
+weights (latency does not depend on training). Per preset it reports the median of
+
+* ``new_condition_ms`` — a render whose condition was not seen before: the
+  condition's mean latent (``n_avg`` mapping rows) + mapping of z + synthesis;
+  what a slider move costs;
+* ``cached_condition_ms`` — the same condition again (mean latent cached);
+* ``condition_mean_ms`` — the mean latent alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import reid_core  # noqa: F401
+from gan.config import GanConfig, build_generator
+from gan.counterfactual import ConditionMeans, CounterfactualRenderer
+from gan.pca import IdentityPCA
+
+log = logging.getLogger("bench_counterfactual")
+C_DIM = 64
+
+
+def _median_ms(fn, repeats: int) -> float:
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t0)
+    return round(1000 * statistics.median(times), 2)
+
+
+def measure(preset: str, repeats: int = 5, n_avg: int = 256) -> dict[str, float]:
+    """Median latencies (ms) of one preset with random weights."""
+    torch.manual_seed(0)
+    G = build_generator(GanConfig.preset(preset, c_dim=C_DIM))
+    emb = np.random.default_rng(0).normal(size=(200, C_DIM)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    r = CounterfactualRenderer(G, IdentityPCA.fit(emb, 8), z_seed=0, psi=0.7, n_avg=n_avg)
+    c0 = emb[0]
+    r.render(c0, {0: 0.123})  # warm-up (allocator, first-call overheads)
+    alphas = np.linspace(-3, 3, repeats + 1)
+    means = ConditionMeans(G, n_avg)
+    return {
+        "resolution": G.img_resolution,
+        "new_condition_ms": _median_ms(lambda i: r.render(c0, {0: float(alphas[i])}), repeats),
+        "cached_condition_ms": _median_ms(lambda i: r.render(c0, {0: 1.0}), repeats),
+        "condition_mean_ms": _median_ms(lambda i: means(torch.from_numpy(emb[i + 1])), repeats),
+    }
+
+
+def run(quick: bool = False, threads: int | None = None) -> dict[str, object]:
+    """Latency per preset (``quick``: tiny and 64 px only, 3 repeats)."""
+    if threads:
+        torch.set_num_threads(threads)
+    presets = ("tiny", "64") if quick else ("tiny", "64", "128")
+    out: dict[str, object] = {"torch_threads": torch.get_num_threads()}
+    for p in presets:
+        out[f"preset_{p}"] = measure(p, repeats=3 if quick else 5)
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick, args.threads), indent=2))

@@ -1,0 +1,92 @@
+"""GAN resume state in ``gan/resume/``: one atomic ``state.safetensors`` + ``state.json`` pair.
+
+It holds G, D, G_ema, both Adam states, the ADA controller (``p`` and its
+partial interval), the loss state (path-length mean), the counters
+(:class:`GanProgress`), the training config and the architecture that wrote it.
+No RNG state is needed: the training loop reseeds the global RNG from
+``(seed, step, rank)`` at every step and the data order is a function of
+``(seed, step)`` (:class:`gan.data.RealSampler`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reid_core.checkpoint import load_state, save_state
+from reid_core.errors import CheckpointError, TrainingError
+from reid_core.train.state import config_differences
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = "state"
+STATE_VERSION = 1
+# Options that change neither the trajectory's definition nor its outputs' meaning: free to differ on resume.
+RESUMABLE_CHANGES = frozenset({"kimg", "snapshot_kimg", "tick_kimg", "num_workers", "device", "amp",
+                               "channels_last", "grid_rows", "grid_cols"})
+
+
+@dataclass
+class GanProgress:
+    """Counters of a run: optimiser steps, real images shown (all processes), wall and step time."""
+
+    step: int = 0
+    cur_nimg: int = 0
+    elapsed_s: float = 0.0
+    train_time_s: float = 0.0
+
+    @property
+    def kimg(self) -> float:
+        return self.cur_nimg / 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GanProgress:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def resume_dir(gan_dir: Path) -> Path:
+    return Path(gan_dir) / "resume"
+
+
+def has_resume_state(gan_dir: Path) -> bool:
+    return (resume_dir(gan_dir) / f"{STATE_NAME}.json").is_file()
+
+
+def save_resume(gan_dir: Path, *, engine_state: dict[str, Any], progress: GanProgress, config: dict[str, Any],
+                gan: dict[str, Any], world_size: int) -> None:
+    """Atomically write the resume state (call right after ``state_dict()``: its tensors alias live ones)."""
+    folder = resume_dir(gan_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_state(folder, STATE_NAME, {"version": STATE_VERSION, "engine": engine_state, "progress": progress.to_dict(),
+                                    "config": config, "gan": gan, "world_size": world_size})
+
+
+def load_resume(gan_dir: Path) -> dict[str, Any]:
+    """The resume state; TrainingError (suggesting ``--no-resume``) when unreadable or of another version."""
+    folder = resume_dir(gan_dir)
+    try:
+        state = load_state(folder, STATE_NAME)
+    except CheckpointError as exc:
+        raise TrainingError(f"cannot resume the GAN: {exc}. Start over with --no-resume") from None
+    if state.get("version") != STATE_VERSION:
+        raise TrainingError(f"{folder}: GAN resume state version {state.get('version')!r} is not {STATE_VERSION}; "
+                            "start over with --no-resume")
+    return state
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
+    """TrainingError when options that shape the trajectory changed since the state was written."""
+    diffs = config_differences(saved, current)
+    blocking = [d for d in diffs if d.split(":")[0] not in RESUMABLE_CHANGES]
+    if blocking:
+        raise TrainingError(f"the GAN run in {where} was started with different options ("
+                            + "; ".join(blocking[:8]) + (" …" if len(blocking) > 8 else "")
+                            + "). Resume with the original options, or start over with --no-resume")
+    if diffs:
+        log.info("resuming the GAN with changed options: %s", "; ".join(diffs))

@@ -1,0 +1,263 @@
+"""GAN training: config, outputs, exact resume, refusals, unconditional mode, CLI and 2-process DDP."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import reid_core  # noqa: F401  (before timm)
+from gan.cli import add_train_gan_arguments, gan_config_from_args, run_train_gan_command
+from gan import train as gan_train
+from gan.data import RealSampler
+from gan.resume import load_resume
+from gan.io import load_generator
+from gan.train import measure_s_per_kimg, train_gan
+from gan.train_config import GanTrainConfig, apply_gan_overrides
+from reid_core.checkpoint import load_checkpoint
+from reid_core.data.manifest import load_manifest
+from reid_core.embed import EmbeddingTable
+from reid_core.errors import TrainingError, WorkspaceError
+from reid_core.train.runlog import read_jsonl
+from reid_core.workspace import Workspace
+from train_fixtures import make_workspace
+
+REPO = Path(__file__).resolve().parents[1]
+C_DIM = 8
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two spinning OpenMP threads run far slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def gan_workspace(root: Path, embeddings: bool = True) -> Workspace:
+    """12 images (6 patients × 2) in a 32 px store; random 8-d 'identity embeddings' for all of them."""
+    ws = make_workspace(root, n_patients=6, per_patient=2, size=32)
+    if embeddings:
+        ids = load_manifest(ws.manifest_path)["image_id"]
+        emb = np.random.default_rng(0).normal(size=(len(ids), C_DIM)).astype(np.float32)
+        EmbeddingTable(emb, ids).save(ws.embeddings_path)
+    return ws
+
+
+def tiny(**overrides) -> GanTrainConfig:
+    """tiny preset at 16 px (resized from the 32 px store), batch 4 (4 steps = 0.016 kimg), every phase often."""
+    base = dict(preset="tiny", res=16, batch=4, kimg=0.024, tick_kimg=0.008, snapshot_kimg=0.016, r1_interval=2,
+                pl_weight=1.0, pl_interval=3, ada_interval=2, ada_kimg=0.05, ema_kimg=0.01, cond_ramp_kimg=0.02,
+                grid_rows=3, grid_cols=4, device="cpu")
+    base.update(overrides)
+    return GanTrainConfig(**base)
+
+
+# --------------------------------------------------------------------------- config
+
+def test_config_round_trips_overrides_and_refusals():
+    cfg = tiny(betas=(0.0, 0.9), arch={"conv_clamp": 256}, r1_gamma=0.5)
+    again = GanTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.betas == (0.0, 0.9) and again.resolution == 16
+    assert GanTrainConfig(preset="64").resolution == 64
+    with pytest.raises(ValueError, match=r"unknown GanTrainConfig key.*'lr'"):
+        GanTrainConfig.from_dict({"lr": 1e-3})
+    with pytest.raises(ValueError, match="unknown GAN preset"):
+        GanTrainConfig(preset="512")
+    with pytest.raises(ValueError, match="power of two"):
+        GanTrainConfig(res=48)
+    with pytest.raises(ValueError, match="batch must be of type int"):
+        GanTrainConfig.from_dict({"batch": "8"})
+    new = apply_gan_overrides(cfg, ["lr_g=0.002", "arch.mbstd_group_size=2", "preset=64", "r1_gamma=null",
+                                    "betas=[0.1, 0.95]"])
+    assert (new.lr_g, new.arch, new.preset, new.r1_gamma, new.betas) == (
+        0.002, {"conv_clamp": 256, "mbstd_group_size": 2}, "64", None, (0.1, 0.95))
+    with pytest.raises(ValueError, match="unknown key 'lr'"):
+        apply_gan_overrides(cfg, ["lr=1"])
+
+
+def test_sampler_covers_every_image_per_epoch_and_splits_ranks():
+    whole = [RealSampler(10, 4, seed=3).positions(s) for s in range(5)]  # 20 draws = 2 epochs
+    stream = np.concatenate(whole)
+    assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:]) == list(range(10))
+    halves = [np.concatenate([RealSampler(10, 4, 3, rank, 2).positions(s) for rank in (0, 1)]) for s in range(5)]
+    assert all(np.array_equal(a, b) for a, b in zip(whole, halves))
+
+
+# --------------------------------------------------------------------------- training and outputs
+
+def test_training_writes_loadable_outputs_and_refuses_changed_resume(tmp_path):
+    ws = gan_workspace(tmp_path / "ws")
+    result = train_gan(ws, tiny(), progress=False)
+    assert result.finished and result.steps == 6 and result.kimg == pytest.approx(0.024)
+    out = ws.gan_dir
+    tensors, meta = load_checkpoint(out, "G_ema")
+    assert meta["kind"] == "gan_generator" and meta["c_dim"] == C_DIM and meta["gan"]["resolution"] == 16
+    assert GanTrainConfig.from_dict(meta["train"]) == tiny() and meta["stats"]["step"] == 6
+    G = load_generator(out)  # the consumers' loader reads what training writes
+    for key, value in G.state_dict().items():
+        assert torch.equal(value, tensors[key]) and torch.equal(value, result.engine.G_ema.state_dict()[key])
+    assert G(torch.randn(2, G.z_dim), torch.randn(2, C_DIM)).shape == (2, 1, 16, 16)
+    with Image.open(out / "samples.png") as im:  # 3 identities × (1 real + 3 samples) at 16 px
+        assert im.size == (4 * 16, 3 * 16) and im.mode == "L"
+    records = read_jsonl(out / "train_log.jsonl")
+    ticks = [r for r in records if r["event"] == "tick"]
+    assert [r["step"] for r in ticks] == [2, 4, 6]
+    logged = set().union(*ticks)
+    for key in ("loss/G", "loss/D", "loss/r1", "loss/pl", "p", "rt", "kimg", "kimg_per_s", "s_per_kimg"):
+        assert key in logged, key
+    assert [r["step"] for r in records if r["event"] == "snapshot"] == [4, 6]
+    run_cfg = json.loads((out / "train_config.json").read_text())
+    assert run_cfg["train"] == tiny().to_dict() and run_cfg["c_dim"] == C_DIM
+    assert (out / "resume" / "state.json").exists()
+    again = train_gan(ws, tiny(), progress=False)  # a finished run returns at once
+    assert again.finished and again.engine is None and again.steps == 6
+    with pytest.raises(TrainingError, match=r"lr_g: 0\.0025 → 0\.001.*--no-resume"):
+        train_gan(ws, tiny(kimg=0.032, lr_g=0.001), progress=False)
+
+
+def _final_state(result) -> dict[str, torch.Tensor]:
+    e = result.engine
+    out = {f"G_ema.{k}": v for k, v in e.G_ema.state_dict().items()}
+    out.update({f"D.{k}": v for k, v in e.D.state_dict().items()})
+    out.update({f"optD.{i}.{k}": v for i, s in e.opt_D.state_dict()["state"].items() for k, v in s.items()})
+    return out
+
+
+def test_resume_after_a_stop_is_bit_identical(tmp_path):
+    cfg = tiny(kimg=0.028)  # 7 steps: R1 on even steps, path length every 3rd, ADA every 2nd
+    straight = train_gan(gan_workspace(tmp_path / "a"), cfg, progress=False)
+    ws = gan_workspace(tmp_path / "b")
+    first = train_gan(ws, cfg, progress=False, stop_after_kimg=0.012)  # stops after step 3, mid-interval
+    assert not first.finished and first.steps == 3
+    resumed = train_gan(ws, cfg, progress=False)
+    assert resumed.finished and resumed.resumed_from == 3 and resumed.steps == 7
+    a, b = _final_state(straight), _final_state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert straight.engine.loss.pl_mean.item() == resumed.engine.loss.pl_mean.item()
+    assert straight.engine.ada.state_dict() == resumed.engine.ada.state_dict()
+    steps = [r["step"] for r in read_jsonl(ws.gan_dir / "train_log.jsonl") if r["event"] == "tick"]
+    assert steps == [2, 3, 4, 6, 7]  # the stop logged step 3; nothing is duplicated
+
+
+def test_missing_or_stale_embeddings_are_refused_unless_unconditional(tmp_path):
+    ws = gan_workspace(tmp_path / "ws", embeddings=False)
+    with pytest.raises(WorkspaceError, match=r"no identity embeddings.*cxr-reid embed.*--unconditional"):
+        train_gan(ws, tiny(), progress=False)
+    ids = load_manifest(ws.manifest_path)["image_id"][:-1]
+    EmbeddingTable(np.zeros((len(ids), 4), np.float32), ids).save(ws.embeddings_path)
+    with pytest.raises(WorkspaceError, match=r"out of date: 1 of 12 images.*cxr-reid embed"):
+        train_gan(ws, tiny(), progress=False)
+    result = train_gan(ws, tiny(unconditional=True, kimg=0.008, augment=False), progress=False)
+    assert result.finished and result.engine.gan_cfg.c_dim == 0
+    assert load_generator(ws.gan_dir).c_dim == 0
+    with Image.open(ws.gan_dir / "samples.png") as im:
+        assert im.size == (4 * 16, 3 * 16)
+
+
+def test_sigint_saves_the_resume_state_and_raises(tmp_path, monkeypatch):
+    ws = gan_workspace(tmp_path / "ws")
+    original = gan_train._Session.train_step
+
+    def step_then_interrupt(self, images, positions):
+        out = original(self, images, positions)
+        if self.progress.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # handled at once: the loop stops after this step
+        return out
+
+    monkeypatch.setattr(gan_train._Session, "train_step", step_then_interrupt)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train_gan(ws, tiny(), progress=False)
+    assert signal.getsignal(signal.SIGINT) == before
+    assert load_resume(ws.gan_dir)["progress"]["step"] == 1
+    assert (ws.gan_dir / "samples.png").exists() and (ws.gan_dir / "G_ema.safetensors").exists()
+    monkeypatch.setattr(gan_train._Session, "train_step", original)
+    assert train_gan(ws, tiny(kimg=0.008), progress=False).resumed_from == 1
+
+
+# --------------------------------------------------------------------------- CLI and benchmark helper
+
+def test_cli_functions(tmp_path, capsys):
+    ws = gan_workspace(tmp_path / "ws", embeddings=False)
+    parser = add_train_gan_arguments(argparse.ArgumentParser())
+    argv = ["--workspace", str(ws.root), "--res", "16", "--preset", "tiny", "--batch", "4", "--kimg", "0.008",
+            "--set", "tick_kimg=0.004", "--set", "grid_cols=2", "--unconditional", "--device", "cpu", "--quiet"]
+    cfg = gan_config_from_args(parser.parse_args(argv))
+    assert (cfg.res, cfg.preset, cfg.batch, cfg.kimg, cfg.unconditional, cfg.grid_cols) == (
+        16, "tiny", 4, 0.008, True, 2)
+    assert gan_config_from_args(parser.parse_args(["--workspace", "w", "--res", "64"])).preset == "64"
+    assert run_train_gan_command(parser.parse_args(argv + ["--print-config"])) == 0
+    assert json.loads(capsys.readouterr().out)["preset"] == "tiny"
+    assert run_train_gan_command(parser.parse_args(argv)) == 0
+    assert "finished at 0.008/0.008 kimg (2 steps)" in capsys.readouterr().out
+    assert (ws.gan_dir / "G_ema.safetensors").exists()
+    with pytest.raises(TrainingError, match="unknown key 'nope'"):
+        gan_config_from_args(parser.parse_args(argv + ["--set", "nope=1"]))
+
+
+def test_measure_s_per_kimg_runs_the_training_step():
+    s = measure_s_per_kimg("tiny", 16, 4, steps=2, device="cpu", c_dim=4, warmup=1)
+    assert s > 0 and np.isfinite(s)
+
+
+# --------------------------------------------------------------------------- torchrun DDP
+
+DDP_SCRIPT = textwrap.dedent("""
+    import faulthandler; faulthandler.dump_traceback_later(80, exit=True)  # a hang fails, with stacks
+    import json, os, sys
+    import torch
+    torch.set_num_threads(1)
+    import reid_core
+    from safetensors.torch import save_file
+    from gan.train import train_gan
+    from gan.train_config import GanTrainConfig
+
+    ws, cfg_path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    result = train_gan(ws, GanTrainConfig.from_dict(json.load(open(cfg_path))), progress=False)
+    e = result.engine
+    state = {f"{name}.{k}": v.detach().contiguous().clone()
+             for name, net in (("G", e.G), ("D", e.D), ("G_ema", e.G_ema)) for k, v in net.state_dict().items()}
+    state["p"] = torch.tensor([e.augment_p])
+    save_file(state, os.path.join(out, f"rank{os.environ['RANK']}.safetensors"))
+""")
+
+
+def test_two_gloo_processes_keep_identical_replicas(tmp_path):
+    ws = gan_workspace(tmp_path / "ws")
+    cfg = tiny(batch=8, kimg=0.032, tick_kimg=0.016, ada_kimg=0.02)  # 4 steps of 4 images per rank
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
+    (tmp_path / "run.py").write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(tmp_path / "run.py"), str(ws.root), str(tmp_path / "cfg.json"), str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=100)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks: nothing may outlive the test
+        output, _ = proc.communicate()
+        raise AssertionError("torchrun timed out:\n" + output[-4000:]) from None
+    assert proc.returncode == 0, output[-4000:]
+    a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    _, meta = load_checkpoint(ws.gan_dir, "G_ema")
+    assert meta["stats"]["world_size"] == 2 and meta["stats"]["step"] == 4
+    ticks = [r["step"] for r in read_jsonl(ws.gan_dir / "train_log.jsonl") if r["event"] == "tick"]
+    assert ticks == [2, 4]  # rank 0 alone writes the log
