@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-CASES = ("phantom", "prepare")  # more cases join with their issues (embed, train, retrieval, gan, app)
+CASES = ("phantom", "prepare", "counterfactual")  # more cases join with their issues (embed, train, retrieval, app)
 
 
 def _hardware() -> str:

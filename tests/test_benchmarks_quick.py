@@ -13,6 +13,6 @@ def test_quick_benchmarks_run(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert set(result["cases"]) == {"phantom", "prepare"}
+    assert set(result["cases"]) == {"phantom", "prepare", "counterfactual"}
     assert result["cases"]["prepare"]["png8_img_per_s_1w"] > 0
     assert "cores" in result["hardware"]
