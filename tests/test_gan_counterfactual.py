@@ -18,13 +18,6 @@ from reid_core.errors import CheckpointError
 C_DIM = 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def cfg() -> GanConfig:

@@ -24,14 +24,6 @@ from gan.layers import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning OpenMP threads run far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # -- numpy references ---------------------------------------------------------
 def _conv_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:

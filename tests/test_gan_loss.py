@@ -15,14 +15,6 @@ from gan.loss import GanLoss, r1_gamma_for, update_ema
 C_DIM = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning OpenMP threads run far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _nets(seed=0, res=16):
     torch.manual_seed(seed)

@@ -5,8 +5,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 import reid_core  # noqa: F401  (before timm)
+from ddp_helpers import run_two_ranks_and_compare
 from gan.cli import add_train_gan_arguments, gan_config_from_args, run_train_gan_command
 from gan import train as gan_train
 from gan.data import RealSampler
@@ -35,14 +33,6 @@ from train_fixtures import make_workspace
 REPO = Path(__file__).resolve().parents[1]
 C_DIM = 8
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning OpenMP threads run far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def gan_workspace(root: Path, embeddings: bool = True) -> Workspace:
@@ -240,23 +230,7 @@ def test_two_gloo_processes_keep_identical_replicas(tmp_path):
     ws = gan_workspace(tmp_path / "ws")
     cfg = tiny(batch=8, kimg=0.032, tick_kimg=0.016, ada_kimg=0.02)  # 4 steps of 4 images per rank
     (tmp_path / "cfg.json").write_text(json.dumps(cfg.to_dict()))
-    (tmp_path / "run.py").write_text(DDP_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(tmp_path / "run.py"), str(ws.root), str(tmp_path / "cfg.json"), str(tmp_path)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=100)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks: nothing may outlive the test
-        output, _ = proc.communicate()
-        raise AssertionError("torchrun timed out:\n" + output[-4000:]) from None
-    assert proc.returncode == 0, output[-4000:]
-    a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    run_two_ranks_and_compare(DDP_SCRIPT, [str(ws.root), str(tmp_path / "cfg.json"), str(tmp_path)], tmp_path, 100)
     _, meta = load_checkpoint(ws.gan_dir, "G_ema")
     assert meta["stats"]["world_size"] == 2 and meta["stats"]["step"] == 4
     ticks = [r["step"] for r in read_jsonl(ws.gan_dir / "train_log.jsonl") if r["event"] == "tick"]
