@@ -17,7 +17,7 @@ from typing import Any
 
 from reid_core.checkpoint import load_state, save_state
 from reid_core.errors import CheckpointError, TrainingError
-from reid_core.train.state import config_differences
+from reid_core.train.state import check_resumable as check_config_unchanged
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,5 @@ def load_resume(gan_dir: Path) -> dict[str, Any]:
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    """TrainingError when options that shape the trajectory changed since the state was written."""
-    diffs = config_differences(saved, current)
-    blocking = [d for d in diffs if d.split(":")[0] not in RESUMABLE_CHANGES]
-    if blocking:
-        raise TrainingError(f"the GAN run in {where} was started with different options ("
-                            + "; ".join(blocking[:8]) + (" …" if len(blocking) > 8 else "")
-                            + "). Resume with the original options, or start over with --no-resume")
-    if diffs:
-        log.info("resuming the GAN with changed options: %s", "; ".join(diffs))
+    """TrainingError when options that shape the GAN's trajectory changed since the state was written."""
+    check_config_unchanged(saved, current, where, resumable=RESUMABLE_CHANGES, what="GAN run")

@@ -14,7 +14,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from reid_core.checkpoint import load_state, save_state
 from reid_core.errors import CheckpointError, TrainingError
@@ -99,13 +99,18 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: s
     return out
 
 
-def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    """TrainingError if options that shape the trajectory changed since the state was written."""
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path,
+                    resumable: Collection[str] = RESUMABLE_CHANGES, what: str = "run") -> None:
+    """TrainingError if options that shape the trajectory changed since the state was written.
+
+    Options named in ``resumable`` (budgets, logging, device) may change; the
+    GAN loop passes its own set.
+    """
     diffs = config_differences(saved, current)
-    blocking = [d for d in diffs if d.split(":")[0] not in RESUMABLE_CHANGES]
+    blocking = [d for d in diffs if d.split(":")[0] not in resumable]
     if blocking:
-        raise TrainingError(f"the run in {where} was started with a different config ("
+        raise TrainingError(f"the {what} in {where} was started with a different config ("
                             + "; ".join(blocking[:8]) + (" …" if len(blocking) > 8 else "")
                             + "). Resume with the original options, or start over with --no-resume")
     if diffs:
-        log.info("resuming with changed options: %s", "; ".join(diffs))
+        log.info("resuming the %s with changed options: %s", what, "; ".join(diffs))
