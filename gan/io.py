@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from gan.config import GanConfig, build_generator
 from gan.networks import Generator
-from reid_core.checkpoint import load_checkpoint, read_checkpoint_meta
+from reid_core.checkpoint import load_checkpoint, read_checkpoint_meta, state_dict_mismatches
 from reid_core.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -64,18 +64,7 @@ def _config_from_meta(meta: dict[str, Any], where: Path) -> GanConfig:
 
 
 def _check_fit(G: Generator, tensors: dict[str, torch.Tensor], weights: Path) -> None:
-    expected = G.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-             for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing[:8]}" + (" …" if len(missing) > 8 else ""))
-    if unexpected:
-        problems.append(f"unexpected keys {unexpected[:8]}" + (" …" if len(unexpected) > 8 else ""))
-    if wrong:
-        problems.append("shape mismatches " + "; ".join(wrong[:8]))
+    problems = state_dict_mismatches(G, tensors, limit=8)
     if problems:
         raise CheckpointError(f"{weights} does not fit its recorded architecture: " + ", ".join(problems))
 

@@ -281,6 +281,23 @@ def save_embedder(directory: str | Path, model: "Embedder", extra_meta: dict[str
     return save_checkpoint(directory, model.state_dict(), meta, "model", meta_name="config", dtype=dtype)
 
 
+def state_dict_mismatches(module: torch.nn.Module, tensors: dict[str, Tensor], limit: int = 10) -> list[str]:
+    """How ``tensors`` fail to fit ``module.state_dict()``: missing and unexpected keys, shape mismatches."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+             for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    parts = []
+    if missing:
+        parts.append(f"missing keys {missing[:limit]}" + (" …" if len(missing) > limit else ""))
+    if unexpected:
+        parts.append(f"unexpected keys {unexpected[:limit]}" + (" …" if len(unexpected) > limit else ""))
+    if wrong:
+        parts.append("shape mismatches " + "; ".join(wrong[:limit]))
+    return parts
+
+
 def load_embedder(directory: str | Path, map_location: str | torch.device = "cpu") -> "Embedder":
     """Rebuild the Embedder saved by :func:`save_embedder` (strict key/shape check), in eval mode."""
     from reid_core.model import INPUT_MEAN, INPUT_STD, Embedder, EmbedderConfig
@@ -299,19 +316,8 @@ def load_embedder(directory: str | Path, map_location: str | torch.device = "cpu
         model = Embedder(config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: cannot rebuild the embedder: {exc}") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-             for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:10]}" + (" …" if len(missing) > 10 else ""))
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:10]}" + (" …" if len(unexpected) > 10 else ""))
-        if wrong:
-            parts.append("shape mismatches " + "; ".join(wrong[:10]))
+    parts = state_dict_mismatches(model, tensors)
+    if parts:
         raise CheckpointError(f"{directory / 'model.safetensors'} does not fit backbone {config.backbone!r}: "
                               + ", ".join(parts))
     model.load_state_dict(tensors, strict=True)
