@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from reid_core.errors import CxrReidError
 from reid_core.prepare import DATASETS
 from reid_core.train.cli import add_train_arguments, run_train_command
@@ -85,6 +87,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"starting the app on http://localhost:{args.port} (Ctrl-C to stop)")
     return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
                             "--server.port", str(args.port), "--browser.gatherUsageStats", "false"])
+
+
+def _cmd_gan_evaluate(args: argparse.Namespace) -> int:
+    from gan.io import load_generator
+    from gan.metrics import evaluate_gan, write_metrics
+    from reid_core.checkpoint import load_embedder
+    from reid_core.data.manifest import load_manifest
+    from reid_core.data.store import ImageStore
+    from reid_core.embed import EmbeddingTable
+    from reid_core.workspace import Workspace
+
+    ws = Workspace(args.workspace)
+    G = load_generator(ws.gan_dir)
+    embedder = load_embedder(ws.embedder_dir)
+    manifest = load_manifest(ws.manifest_path)
+    table = EmbeddingTable.load(ws.embeddings_path)
+    emb = table.embeddings[table.rows_for(manifest["image_id"])]
+    store = ImageStore(ws.images_path(ws.default_image_size()), manifest)
+    rows = manifest["cache_row"].to_numpy()
+    # the memory-mapped store itself when manifest rows are store rows (only sampled rows get read)
+    images = store.array if np.array_equal(rows, np.arange(len(store))) else store.array[rows]
+    metrics = evaluate_gan(G, embedder, images, emb, manifest["patient_id"].to_numpy(), n=args.n, seed=args.seed,
+                           psi=args.psi, max_real=args.max_real)
+    path = write_metrics(ws.gan_dir, metrics)
+    for key in ("top1_image", "top1_centroid", "chance_top1", "mean_distance", "frechet_distance"):
+        print(f"{key:<18} {metrics.get(key)}")
+    print(f"wrote {path}")
+    return 0
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
@@ -207,6 +237,7 @@ EXAMPLES = {
     "demo": "example: cxr-reid demo   (builds workspaces/demo from the phantom, then serves the app)",
     "train": "example: cxr-reid train --workspace ws/phantom --set epochs=20 --set model.embedding_dim=64",
     "train-gan": "example: cxr-reid train-gan --workspace ws/phantom --res 128 --kimg 2000",
+    "gan-evaluate": "example: cxr-reid gan-evaluate --workspace ws/phantom --n 2000",
     "embed": "example: cxr-reid embed --workspace ws/phantom --batch-size 128",
     "evaluate": ("examples:\n  cxr-reid evaluate --workspace ws/phantom --out ws/phantom/report.json\n"
                  "  cxr-reid evaluate --workspace ws/phantom --dims 4,8,16,32,64,128 --set epochs=20"),
@@ -264,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("train-gan", _cmd_train_gan, "Train the identity-conditioned StyleGAN2-ADA on the workspace (resumable).")
     add_train_gan_arguments(p)
+
+    p = add("gan-evaluate", _cmd_gan_evaluate,
+            "Identity preservation and embedder-space Fréchet distance of the trained GAN (gan/metrics.json).")
+    p.add_argument("--workspace", required=True, type=Path)
+    p.add_argument("--n", type=int, default=1000, help="generated images (default 1000)")
+    p.add_argument("--psi", type=float, default=1.0, help="truncation (default 1: none)")
+    p.add_argument("--max-real", type=int, default=5000, help="real images for the Fréchet statistics")
+    p.add_argument("--seed", type=int, default=0)
 
     p = add("embed", _cmd_embed, "Embed every workspace image (embeddings.npz + index.faiss).")
     p.add_argument("--workspace", required=True, type=Path)

@@ -115,3 +115,16 @@ def test_dimension_sweep_table(trained, capsys):
     sub = EmbeddingTable.load(trained.root / "sweeps" / "dim4" / "embeddings.npz")
     assert sub.embeddings.shape[1] == 4
     assert (trained.root / "sweeps" / "dim8" / "manifest.parquet").is_symlink()  # shared, not copied
+
+
+def test_train_gan_then_gan_evaluate(trained, capsys):
+    sets = ["preset=tiny", "res=16", "batch=4", "kimg=0.016", "tick_kimg=0.008", "snapshot_kimg=0.016",
+            "device=cpu", "grid_rows=2", "grid_cols=2"]
+    assert main(["train-gan", "--workspace", str(trained.root), "--quiet"]
+                + [a for s in sets for a in ("--set", s)]) == 0
+    assert (trained.gan_dir / "G_ema.safetensors").exists() and (trained.gan_dir / "samples.png").exists()
+    capsys.readouterr()
+    assert main(["gan-evaluate", "--workspace", str(trained.root), "--n", "16", "--max-real", "64"]) == 0
+    metrics = json.loads((trained.gan_dir / "metrics.json").read_text())
+    assert 0 <= metrics["top1_image"] <= 1 and metrics["mean_distance"] >= 0
+    assert "frechet_distance" in metrics and "top1_image" in capsys.readouterr().out
