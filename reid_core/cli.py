@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from reid_core.demo import DEMO_PATIENTS, DEMO_SEED
 from reid_core.errors import CxrReidError
 from reid_core.prepare import DATASETS
 from reid_core.train.cli import add_train_arguments, run_train_command
@@ -72,13 +73,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from reid_core.prepare import prepare_workspace
-    from reid_core.workspace import Workspace
+    from reid_core.demo import build_demo_workspace
 
-    summary = prepare_workspace(args.workspace, "phantom", size=args.size, patients=args.patients,
-                                seed=args.seed, progress=True)
-    print(summary.describe())
-    print(Workspace(args.workspace).format_status())
+    build = build_demo_workspace(args.workspace, patients=args.patients, seed=args.seed, size=args.size,
+                                 progress=True)
+    print(build.describe())
+    print(build.workspace.format_status())
     if args.no_serve:
         return 0
     app = Path(__file__).resolve().parents[1] / "app.py"
@@ -87,6 +87,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"starting the app on http://localhost:{args.port} (Ctrl-C to stop)")
     return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
                             "--server.port", str(args.port), "--browser.gatherUsageStats", "false"])
+
+
+def _cmd_ship(args: argparse.Namespace) -> int:
+    from reid_core.shipping import ship_embedder
+
+    result = ship_embedder(args.workspace, args.out, notes=args.notes or "")
+    print(f"wrote {result.out} ({result.dtype}; fp16 max |Δembedding| {result.fp16_max_abs_diff:.1e}, "
+          f"test P@1 {result.p_at_1_fp32:.3f} → {result.p_at_1_stored:.3f}) with MODEL_CARD.md")
+    return 0
 
 
 def _cmd_gan_evaluate(args: argparse.Namespace) -> int:
@@ -244,6 +253,7 @@ EXAMPLES = {
     "verify": "example: cxr-reid verify --workspace ws/phantom a.dcm b.png",
     "search": "example: cxr-reid search --workspace ws/phantom query.dcm -k 10   (or an image id of the workspace)",
     "audit": "example: cxr-reid audit --workspace ws/phantom",
+    "ship": "example: cxr-reid ship --workspace ws/phantom1500 --out checkpoints/embedder",
 }
 
 
@@ -280,14 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv-columns", help="csv only: e.g. path=File,patient_id=Subject,study_date=Date")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = add("ship", _cmd_ship, "Export an evaluated workspace's embedder (fp16 when lossless) with a model card.")
+    p.add_argument("--workspace", required=True, type=Path, help="trained, embedded and evaluated workspace")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint folder, e.g. checkpoints/embedder")
+    p.add_argument("--notes", help="free text for the card's Notes section")
+
     p = add("status", _cmd_status, "Show which artefacts a workspace has and how to build the rest.")
     p.add_argument("--workspace", required=True, type=Path)
 
     p = add("demo", _cmd_demo, "Build the demo workspace from the phantom and open the app on it.")
     p.add_argument("--workspace", type=Path, default=DEMO_WORKSPACE)
-    p.add_argument("--patients", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--patients", type=int, default=DEMO_PATIENTS, help="phantom patients (default %(default)s)")
+    p.add_argument("--seed", type=int, default=DEMO_SEED,
+                   help="phantom seed (default %(default)s: people the shipped models never saw)")
+    p.add_argument("--size", type=int, default=None,
+                   help="image store side in px (default: the shipped embedder's training size, else 128)")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--no-serve", action="store_true", help="build the workspace only")
     p = add("train", _cmd_train, "Train the identity embedder on the workspace (resumable).")

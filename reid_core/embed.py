@@ -94,9 +94,17 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 @torch.no_grad()
 def embed_array(model: torch.nn.Module, store: ImageStore, rows: np.ndarray, batch_size: int = 64,
-                device: str | torch.device = "auto", progress: bool = True, desc: str = "embed") -> np.ndarray:
-    """Embeddings (float32) of ``store[rows]`` in the order given."""
+                device: str | torch.device = "auto", progress: bool = True, desc: str = "embed",
+                size: int | None = None) -> np.ndarray:
+    """Embeddings (float32) of ``store[rows]`` in the order given.
+
+    Images are resized (antialiased, as in training) to ``size``, by default the
+    model's training size ``model.config.image_size``, when the store differs.
+    """
+    from reid_core.train.data import to_device_float
+
     dev = resolve_device(device) if isinstance(device, str) else device
+    size = size or getattr(getattr(model, "config", None), "image_size", None) or store.size
     model = model.to(dev).eval().to(memory_format=torch.channels_last)
     use_bf16 = dev.type == "cuda"
     out = np.zeros((len(rows), model.embedding_dim), dtype=np.float32)
@@ -104,8 +112,7 @@ def embed_array(model: torch.nn.Module, store: ImageStore, rows: np.ndarray, bat
     bar = tqdm(total=len(rows), desc=desc, unit="img", disable=not progress)
     t0 = time.perf_counter()
     for batch in thread_prefetch(_StoreBatches(store, np.asarray(rows), batch_size), depth=3):
-        x = torch.from_numpy(batch).to(dev, non_blocking=True)[:, None].float().div_(255.0)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = to_device_float(torch.from_numpy(batch), dev, size, channels_last=True)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
             y = model(x)
         out[done:done + len(batch)] = y.float().cpu().numpy()

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from reid_core.data.cache import DONE, prepare_images
-from reid_core.data.manifest import save_manifest
+from reid_core.data.manifest import load_manifest, save_manifest
 from reid_core.data.sources import FileSource, ImageSource, PhantomSource
 from reid_core.errors import DatasetError
 from reid_core.workspace import Workspace
@@ -91,7 +91,8 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
     result = prepare_images(plan, source, ws.images_path(size), size, workers=workers, progress=progress)
     status = np.load(ws.images_path(size).with_suffix(".status.npy"), mmap_mode="r")
     usable = plan[np.asarray(status) == DONE].reset_index(drop=True)
-    save_manifest(usable, ws.manifest_path)
+    if not _same_manifest(ws.manifest_path, usable):  # unchanged: keep the file (and the mtime later steps check)
+        save_manifest(usable, ws.manifest_path)
     bad = pd.concat(
         [problems.assign(stage="index"), result.failures.assign(stage="decode")], ignore_index=True
     )[["path", "stage", "reason"]]
@@ -102,3 +103,13 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
         log.warning("%d file(s) skipped; see %s", len(bad), ws.bad_files_path)
     return PrepareSummary(ws, size, len(usable), usable["patient_id"].nunique(), result.n_new,
                           result.n_skipped, bad)
+
+
+def _same_manifest(path: Path, manifest: pd.DataFrame) -> bool:
+    """Whether ``path`` already holds exactly ``manifest`` (an unreadable file counts as different)."""
+    if not path.exists():
+        return False
+    try:
+        return load_manifest(path).equals(manifest)
+    except Exception:  # noqa: BLE001 - any unreadable or invalid old manifest is simply rewritten
+        return False

@@ -43,4 +43,24 @@ CONSTRAINTS="$VENV/torch-constraint.txt"
 echo "[setup] installing cxr-reid with $(cat "$CONSTRAINTS")"
 pip_q -c "$CONSTRAINTS" -e ".[dev]"
 "$PY" -c "import reid_core, timm, pydicom, faiss, streamlit" || { echo "[setup] import check failed"; exit 1; }
+
+# Headless Chromium for the browser end-to-end test (tests/test_browser_e2e.py): the distribution's
+# package, driven by Playwright through executable_path (Playwright never downloads a browser).
+# Installed only as root with apt-get (CI); anywhere else, or if apt fails, that test skips and says why.
+# CXR_REID_SKIP_CHROMIUM=1 skips this step.
+if [ "${CXR_REID_SKIP_CHROMIUM:-0}" != 1 ] && ! command -v chromium >/dev/null 2>&1 \
+    && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing the Debian chromium package for the browser test (apt-get)"
+    apt_log=$(mktemp)
+    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >>"$apt_log" 2>&1; }
+    if ! apt_install; then  # package lists missing or stale (a fresh container): refresh once, retry
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$apt_log" 2>&1 || true
+      apt_install || { tail -n 5 "$apt_log"; echo "[setup] chromium not installed; the browser test will be skipped"; }
+    fi
+    rm -f "$apt_log"
+  else
+    echo "[setup] no chromium: the browser test will be skipped (Debian/Ubuntu: sudo apt-get install chromium)"
+  fi
+fi
 echo "[setup] ready: $VENV"
