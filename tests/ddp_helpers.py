@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_two_ranks_and_compare(script: str, args: list[str], tmp_path: Path, timeout: float) -> None:
-    """Write ``script``, run it on 2 ranks (it must save ``<out>/rank<RANK>.safetensors``) and assert both are equal.
+def run_two_ranks(script: str, args: list[str], tmp_path: Path, timeout: float) -> str:
+    """Write ``script`` to ``tmp_path/run.py``, run it on 2 CPU ranks under torchrun; its output (asserts success).
 
     The whole process group is killed on timeout, so nothing outlives the test.
     """
@@ -31,6 +31,12 @@ def run_two_ranks_and_compare(script: str, args: list[str], tmp_path: Path, time
         output, _ = proc.communicate()
         raise AssertionError("torchrun timed out:\n" + output[-4000:]) from None
     assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+def run_two_ranks_and_compare(script: str, args: list[str], tmp_path: Path, timeout: float) -> None:
+    """Run ``script`` on 2 ranks (it must save ``<out>/rank<RANK>.safetensors``) and assert both are equal."""
+    run_two_ranks(script, args, tmp_path, timeout)
     a, b = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     assert a.keys() == b.keys()
     for key in a:
