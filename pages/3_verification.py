@@ -1,11 +1,27 @@
-"""Pair verification: are two radiographs (from the workspace or uploaded) of the same patient?"""
+"""Pair verification: are two radiographs (from the workspace or uploaded) of the same patient?
+
+Below the decision: the verifier's test ROC with this threshold's operating point, and saliency maps
+(the gradient of the pair's embedding distance with respect to each image).
+"""
 from __future__ import annotations
 
 import math
 
 import streamlit as st
 
-from pages._shared import aligned_embeddings, current_workspace, query_picker, require, show_query, verifier
+from pages._shared import (
+    aligned_embeddings,
+    current_workspace,
+    query_picker,
+    report,
+    require,
+    saliency,
+    show_query,
+    verifier,
+)
+from reid_core.ui.figures import roc_figure
+from reid_core.ui.overlay import heat_overlay
+from reid_core.ui.verification import report_roc, threshold_operating_point
 from reid_core.ui.workspaces import PAGE_NEEDS
 
 ws = current_workspace()
@@ -54,3 +70,36 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
         else:
             d_cut = (math.log(threshold / (1 - threshold)) - ver.intercept) / ver.coef
             st.caption(f"at this threshold, pairs closer than {d_cut:.4f} are called the same patient")
+
+    st.subheader("ROC on the test split")
+    rep = report(ws)
+    roc = report_roc(rep)
+    if roc is None:
+        st.info("report.json has no test ROC yet (it is written by a newer evaluation): run "
+                f"`cxr-reid evaluate --workspace {ws.root}`")
+    else:
+        point = threshold_operating_point(rep, threshold)
+        c = st.columns([2, 1])
+        with c[0]:
+            st.plotly_chart(roc_figure(roc, point), width="stretch", key="verify_roc")
+        with c[1]:
+            st.metric("sensitivity", f"{point.sensitivity:.3f}")
+            st.metric("specificity", f"{point.specificity:.3f}")
+            st.caption(f"on {roc['n_positive']} same-patient and {roc['n_negative']} different-patient test pairs, "
+                       f"deciding p ≥ {threshold:.2f}"
+                       + ("" if point.exact else f" (nearest stored threshold {point.stored_threshold:.3f})"))
+
+    if a is not None and b is not None:
+        st.subheader("Saliency: what drives the distance")
+        if not (ws.embedder_dir / "model.safetensors").exists():
+            st.info(f"Saliency needs the trained embedder: run `cxr-reid train --workspace {ws.root}`")
+        elif a["image"] is None or b["image"] is None:
+            st.info(f"Saliency needs the pixels of both images: run `cxr-reid prepare --workspace {ws.root}`")
+        else:
+            sal = saliency(ws, a["image"], b["image"])
+            left, right = st.columns(2)
+            left.image(heat_overlay(a["image"], sal.map_a), caption="A: |∂ distance / ∂ pixel|", width="stretch")
+            right.image(heat_overlay(b["image"], sal.map_b), caption="B: |∂ distance / ∂ pixel|", width="stretch")
+            st.caption(f"Gradient magnitude of the embedding distance ({sal.distance:.4f}, recomputed from these "
+                       "pixels) with respect to each image, smoothed and scaled to its maximum: bright regions "
+                       "move the two embeddings the most.")

@@ -1,23 +1,116 @@
-"""Counterfactuals (placeholder): identity-conditioned GAN edits arrive with the GAN issue."""
+"""Counterfactuals: move a radiograph along the identity PCs with the conditioned generator and see what changes."""
 from __future__ import annotations
 
+from functools import partial
+
+import numpy as np
 import streamlit as st
 
-from pages._shared import current_workspace
-from reid_core.ui.workspaces import build_commands, missing_artefacts
+from pages._gan import base_image, gan, grid, invert_upload, pc_meaning, renderer
+from pages._shared import aligned_embeddings, current_workspace, require, thumbnail
+from reid_core.errors import CxrReidError
+from reid_core.ui import counterfactuals as cf
+from reid_core.ui.tables import caption
+from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES
+from reid_core.ui.workspaces import PAGE_NEEDS
 
 ws = current_workspace()
 st.title("Counterfactuals")
-st.markdown("Moving an image along the principal directions of the identity embedding with a conditioned "
-            "StyleGAN2 generator, to see what the embedder attends to. This page is a placeholder.")
-missing = missing_artefacts(ws, ("gan",))
-if missing:
-    st.info("The GAN is not trained yet for this workspace. Once `cxr-reid train-gan` exists (the GAN issue is "
-            "in progress), build it with:")
-    st.code("\n".join(build_commands(missing)), language="bash")
+st.markdown("The identity embedding of an image is moved along its principal directions (in units of each PC's "
+            "standard deviation σ) and the conditioned StyleGAN2 generator re-renders it with everything else "
+            "fixed: what changes is what that identity direction means to the embedder.")
+
+if not require(ws, PAGE_NEEDS["counterfactuals"], "Counterfactuals"):
+    st.stop()
+try:
+    G, pca = gan(ws)
+except (CxrReidError, ValueError) as exc:
+    st.error(f"Cannot open the generator: {exc}")
+    st.stop()
+
+m, emb = aligned_embeddings(ws)
+n_sliders = min(cf.MAX_SLIDERS, pca.n_components)
+slider_keys = [f"cf_pc{k}" for k in range(n_sliders)]
+
+
+def _reset() -> None:
+    for key in slider_keys:
+        st.session_state[key] = 0.0
+
+
+controls, shown = st.columns([1, 2])
+with controls:
+    source = st.radio("Image from", ("workspace", "upload"), horizontal=True, key="cf_source")
+    subject, inverted = None, None
+    if source == "workspace":
+        image_id = st.selectbox("Image id", m["image_id"].tolist(), key="cf_image")
+        pos = int(np.flatnonzero(m["image_id"].to_numpy() == image_id)[0])
+        subject = cf.Subject(c0=emb[pos], real=thumbnail(ws, image_id), label=caption(m.iloc[pos]))
+    elif not (ws.embedder_dir / "model.safetensors").exists():
+        st.warning(f"Inverting an upload needs the trained embedder: run `cxr-reid train --workspace {ws.root}`")
+    else:
+        steps = st.slider("Inversion steps", 10, 500, 100, 10, key="cf_invert_steps",
+                          help="more steps reconstruct the upload more faithfully, and take longer")
+        upload = st.file_uploader(f"DICOM, PNG or JPG (≤ {MAX_UPLOAD_MB} MB)", type=list(UPLOAD_TYPES),
+                                  max_upload_size=MAX_UPLOAD_MB, key="cf_upload")
+        if upload is not None:
+            try:
+                inverted = invert_upload(ws, upload.name, upload.getvalue(), steps)
+                subject = inverted.subject
+            except CxrReidError as exc:
+                st.error(f"Cannot use this upload: {exc}")
+    seed = int(st.number_input("Seed (latent z)", 0, 2**31 - 1, 0, 1, key="cf_seed",
+                               disabled=inverted is not None))
+    psi = st.slider("Truncation ψ", 0.0, 1.0, 0.7, 0.05, key="cf_psi", disabled=inverted is not None,
+                    help="0: the condition's typical image; 1: the full variety of the latent")
+    st.markdown("**Identity PCs** (α in σ)")
+    values = [st.slider(label, -cf.MAX_SIGMA, cf.MAX_SIGMA, 0.0, cf.SLIDER_STEP, key=key)
+              for key, label in zip(slider_keys, cf.pc_labels(pca, n_sliders))]
+    st.button("Reset the PCs", on_click=_reset, key="cf_reset")
+
+with shown:
+    if subject is None:
+        st.info("Choose a workspace image, or upload one to invert into the generator.")
+        st.stop()
+    rend = renderer(ws, seed, psi)
+    view = cf.render_view(rend, subject, cf.active_alphas(values), base_image(ws, seed, psi, subject))
+    cols = st.columns(4)
+    if subject.real is not None:
+        cols[0].image(subject.real, caption="real image" + (" (at the generator's resolution)" if inverted else ""),
+                      width="stretch", clamp=True)
+    else:
+        cols[0].caption(f"no prepared pixels to show: run `cxr-reid prepare --workspace {ws.root}`")
+    cols[1].image(view.base, caption="base (all α = 0)", width="stretch", clamp=True)
+    cols[2].image(view.image, caption="counterfactual", width="stretch", clamp=True)
+    cols[3].image(view.overlay, caption=f"|Δ| overlay (max {view.max_diff:.3f})", width="stretch")
+    st.caption(f"counterfactual rendered in {view.render_ms:.0f} ms · {subject.label}"
+               + (f" · inverted in {inverted.steps} steps ({inverted.seconds:.1f} s), pixel MSE "
+                  f"{inverted.pixel_loss:.4f}; seed and ψ do not apply to an inverted latent" if inverted else ""))
+    d = st.columns(3)
+    d[0].download_button("Download PNG", cf.png_bytes(view.image), file_name="counterfactual.png",
+                         mime="image/png", key="cf_png", on_click="ignore")
+    gif_pc = d[1].selectbox("GIF sweep of", range(n_sliders), format_func=lambda k: f"PC{k + 1}", key="cf_gif_pc",
+                            label_visibility="collapsed")
+    d[2].download_button("Download GIF", partial(cf.sweep_gif, rend, subject, int(gif_pc)),
+                         file_name=f"sweep_pc{int(gif_pc) + 1}.gif", mime="image/gif", key="cf_gif",
+                         on_click="ignore")
+
+st.subheader("What each PC correlates with")
+note, summary, r2 = pc_meaning(ws, n_sliders)
+if summary is None:
+    st.info(f"No table: {note}.")
 else:
-    st.success(f"A trained generator is present (`{ws.gan_dir / 'G_ema.safetensors'}`); "
-               "the counterfactual controls arrive with the GAN issue.")
-    samples = ws.gan_dir / "samples.png"
-    if samples.exists():
-        st.image(str(samples), caption="training samples (gan/samples.png)")
+    st.caption(f"R² of a linear fit of each phantom factor on each PC's score over the {len(m)} embedded images; "
+               f"{note}.")
+    st.dataframe(summary, hide_index=True, width="stretch", key="cf_meaning")
+    with st.expander("every factor × PC"):
+        st.dataframe(r2.round(3), width="stretch")
+
+st.subheader("PCs × α grid")
+if st.toggle(f"Render the grid ({n_sliders} PCs × {len(cf.GRID_ALPHAS)} α)", value=False, key="cf_grid",
+             help="one render per cell: seconds on a CPU at 128 px and above"):
+    tiles = grid(ws, seed, psi, subject, tuple(range(n_sliders)))
+    alphas = ", ".join(f"{a:+g}σ" for a in cf.GRID_ALPHAS)
+    st.image(tiles, caption=f"rows PC1…PC{n_sliders}; columns α = {alphas}", width="stretch", clamp=True)
+    st.download_button("Download the grid (PNG)", cf.png_bytes(tiles), file_name="pc_alpha_grid.png",
+                       mime="image/png", key="cf_grid_png", on_click="ignore")

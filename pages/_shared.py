@@ -23,7 +23,7 @@ from reid_core.embed import EmbeddingTable
 from reid_core.errors import CxrReidError
 from reid_core.longitudinal import drift_table
 from reid_core.ui.projection import Projection, workspace_projection
-from reid_core.ui.tables import caption
+from reid_core.ui.tables import caption, load_report
 from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES, load_uploaded_image
 from reid_core.ui.workspaces import build_commands, default_workspace, file_key, missing_artefacts
 from reid_core.workspace import Workspace
@@ -104,6 +104,21 @@ def drift(ws: Workspace) -> pd.DataFrame:
     return _drift(file_key(ws.manifest_path), file_key(ws.embeddings_path))
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _report(path: str, mtime_ns: int) -> dict:
+    return load_report(path)
+
+
+def report(ws: Workspace) -> dict | None:
+    """``report.json`` (None when absent or unreadable)."""
+    if not ws.report_path.exists():
+        return None
+    try:
+        return _report(*file_key(ws.report_path))
+    except (OSError, ValueError):
+        return None
+
+
 # ---------------------------------------------------------------------------- cached resources
 @st.cache_resource(show_spinner="loading the embedder…", max_entries=4)
 def _embedder(directory: str, weights_key: tuple[str, int]):
@@ -164,6 +179,18 @@ def _embed_upload(weights_key: tuple[str, int], name: str, data: bytes) -> tuple
 def embed_upload(ws: Workspace, name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(letterboxed uint8 image, embedding) of an uploaded file; raises CxrReidError subclasses."""
     return _embed_upload(file_key(ws.embedder_dir / "model.safetensors"), name, data)
+
+
+@st.cache_data(show_spinner="computing saliency maps…", max_entries=32)
+def _saliency(weights_key: tuple[str, int], img_a: np.ndarray, img_b: np.ndarray):
+    from reid_core.saliency import pair_saliency
+
+    return pair_saliency(_embedder(str(Path(weights_key[0]).parent), weights_key), img_a, img_b)
+
+
+def saliency(ws: Workspace, img_a: np.ndarray, img_b: np.ndarray):
+    """:func:`reid_core.saliency.pair_saliency` of two images with the workspace's embedder (cached)."""
+    return _saliency(file_key(ws.embedder_dir / "model.safetensors"), img_a, img_b)
 
 
 # ---------------------------------------------------------------------------- image widgets

@@ -40,6 +40,7 @@ from sklearn.linear_model import LogisticRegression
 from reid_core.bootstrap import as_rng, bootstrap_pair_metrics
 from reid_core.errors import WorkspaceError
 from reid_core.metrics import as_embedding_matrix, encode_labels
+from reid_core.roc import ROC_MAX_POINTS, roc_points
 
 VERIFIER_FILE = "verifier.json"
 _FORMAT = "cxr-reid/pair-verifier"
@@ -332,7 +333,8 @@ def verification_metrics(
     level: float = 0.95,
     max_negatives_per_positive: int = 1,
     max_pairs: int = DEFAULT_MAX_PAIRS,
-) -> dict[str, float]:
+    roc_max_points: int = ROC_MAX_POINTS,
+) -> dict[str, Any]:
     """Evaluate a fitted verifier on the pairs of a held-out set (normally the test split).
 
     Pairs come from :func:`make_pairs` on ``labels`` (same-patient flag).
@@ -344,7 +346,8 @@ def verification_metrics(
     :mod:`reid_core.bootstrap`; ``threshold`` (the distance at which p equals the
     probability threshold), ``probability_threshold``, ``n_pairs``,
     ``n_positive_pairs``, ``n_negative_pairs``, ``n_patients``, ``n_boot``,
-    ``ci_level``.
+    ``ci_level``; and ``roc``: the curve of the rule ``p ≥ t`` on these pairs as at most
+    ``roc_max_points`` points (:func:`reid_core.roc.roc_points`; left out when 0).
     """
     verifier._require_fitted()
     x = as_embedding_matrix(embeddings)
@@ -367,4 +370,6 @@ def verification_metrics(
         "n_negative_pairs": int((~same).sum()),
         "n_patients": int(len(np.unique(pid))),
     })
+    if roc_max_points:
+        out["roc"] = roc_points(verifier.predict_proba(d), same, max_points=roc_max_points)
     return out

@@ -179,6 +179,41 @@ def test_verification_threshold_changes_the_decision(trained):
     assert "recorded: different patients" in texts(at, "caption")
 
 
+def test_verification_roc_operating_point_follows_the_threshold(trained):
+    roc = json.loads(trained.report_path.read_text())["verification"]["roc"]
+    fpr, tpr = np.asarray(roc["fpr"]), np.asarray(roc["tpr"])
+    assert 100 < len(fpr) <= 200 and (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0) and np.all(np.diff(roc["thresholds"]) < 0)
+    at = open_page(trained, "verification")
+
+    def marked() -> tuple[float, float, str, str]:
+        spec = next(s for s in plotly_specs(at) if "ROC" in str(s["layout"].get("title")))
+        point = next(t for t in spec["data"] if str(t.get("name", "")).startswith("threshold"))
+        metrics = {m.label: m.value for m in at.metric}
+        return point["x"][0], point["y"][0], metrics["sensitivity"], metrics["specificity"]
+
+    x, y, sens, spec = marked()
+    k = roc["thresholds"].index(0.5)
+    assert (x, y) == (roc["fpr"][k], roc["tpr"][k]) and sens == f"{roc['tpr'][k]:.3f}"
+    assert spec == f"{1 - roc['fpr'][k]:.3f}"
+    seen = {}
+    for t in (0.01, 0.99):
+        at.slider(key="verify_threshold").set_value(t).run()
+        k = roc["thresholds"].index(t)
+        seen[t] = marked()
+        assert seen[t][:2] == (roc["fpr"][k], roc["tpr"][k])  # the marker is the stored point of this threshold
+    assert seen[0.01][:2] != seen[0.99][:2]  # the operating point moves with the slider…
+    assert seen[0.01][0] >= x >= seen[0.99][0] and seen[0.01][1] >= y >= seen[0.99][1]  # …along the curve
+    assert float(seen[0.01][2]) >= float(sens) >= float(seen[0.99][2])
+
+
+def test_verification_shows_saliency_maps(trained):
+    at = open_page(trained, "verification")
+    captions = [c for el in at.get("image") for c in el.captions]
+    assert "A: |∂ distance / ∂ pixel|" in captions and "B: |∂ distance / ∂ pixel|" in captions
+    assert "recomputed from these pixels" in texts(at, "caption")
+
+
 def test_verification_uploads_good_and_bad_files(trained):
     at = open_page(trained, "verification")
     at.radio(key="verify_a_source").set_value("upload").run()
@@ -235,7 +270,7 @@ def test_report_shows_curves_metrics_with_cis_and_baseline(trained):
     assert "pixel 32x32" in texts(at, "markdown")
 
 
-def test_counterfactuals_placeholder_names_the_command(trained):
+def test_counterfactuals_without_a_gan_names_the_command(trained):
     at = open_page(trained, "counterfactuals")
     assert f"cxr-reid train-gan --workspace {trained.root}" in texts(at, "code")
 

@@ -197,3 +197,26 @@ def database_size_figure(curve: list[dict[str, Any]] | pd.DataFrame) -> go.Figur
     fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title="database-size curve",
                       xaxis_title="gallery size (images)", yaxis_title="P@1", xaxis_type="log")
     return fig
+
+
+def roc_figure(roc: Mapping[str, Any], point: Any | None = None, title: str = "ROC on the test pairs") -> go.Figure:
+    """The stored ROC (``fpr``/``tpr``/``thresholds`` lists) with the chance line and, if given, the operating
+    point (an object with ``fpr``, ``tpr``, ``threshold``, ``sensitivity``, ``specificity``) marked."""
+    fig = go.Figure([
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", hoverinfo="skip",
+                   line={"color": "lightgrey", "dash": "dash"}),
+        go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", name="verifier", line={"color": "steelblue"},
+                   customdata=np.asarray(roc["thresholds"], dtype=float),
+                   hovertemplate="p ≥ %{customdata:.3f}<br>FPR %{x:.3f}, TPR %{y:.3f}<extra></extra>"),
+    ])
+    if point is not None:
+        fig.add_trace(go.Scatter(
+            x=[point.fpr], y=[point.tpr], mode="markers", name=f"threshold {point.threshold:.2f}",
+            marker={"size": 13, "color": "crimson", "symbol": "x"},
+            hovertemplate=(f"p ≥ {point.threshold:.2f}<br>sensitivity {point.sensitivity:.3f}<br>"
+                           f"specificity {point.specificity:.3f}<extra></extra>")))
+    fig.update_layout(title=title, height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis={"title": "false positive rate (1 − specificity)", "range": [0, 1]},
+                      yaxis={"title": "true positive rate (sensitivity)", "range": [0, 1.02]},
+                      legend={"x": 0.55, "y": 0.05})
+    return fig

@@ -18,7 +18,7 @@ PAGE_NEEDS: dict[str, tuple[str, ...]] = {
     "retrieval": ("manifest", "embeddings", "index"),
     "longitudinal": ("manifest", "embeddings"),
     "report": ("report",),
-    "counterfactuals": ("gan",),
+    "counterfactuals": ("manifest", "embeddings", "gan"),
 }
 
 OPTIONAL_ARTEFACTS = frozenset({"bad files"})  # written only when a dataset had unreadable files
