@@ -52,8 +52,14 @@ if emb is None:
 else:
     st.markdown(f"**Embedder**: `{emb.backbone}`, {emb.embedding_dim}-d embedding, {emb.image_size} px input"
                 + (f", {emb.steps} steps (best at step {emb.best_step})" if emb.steps is not None else ""))
+    if (ws.embedder_dir / "MODEL_CARD.md").exists():
+        with st.expander("Embedder model card"):
+            st.markdown((ws.embedder_dir / "MODEL_CARD.md").read_text(encoding="utf-8"))
 if (ws.gan_dir / "G_ema.safetensors").exists():
     st.markdown("**GAN**: trained (`gan/G_ema.safetensors`)")
+    if (ws.gan_dir / "MODEL_CARD.md").exists():
+        with st.expander("GAN model card"):
+            st.markdown((ws.gan_dir / "MODEL_CARD.md").read_text(encoding="utf-8"))
 else:
     st.caption(f"GAN: not trained (`cxr-reid train-gan --workspace {ws.root}`)")
 if ws.report_path.exists():

@@ -36,6 +36,7 @@ DEMO_SEED = 1  # the shipped models are trained on phantom seed 0: seed 1 draws 
 DEMO_PATIENTS = 200
 _EMBEDDER_FILES = ("model.safetensors", "config.json")
 _GAN_FILES = ("G_ema.safetensors", "config.json")
+_CARD_FILES = ("MODEL_CARD.md", "card.json")  # copied along when shipped (the overview page shows the card)
 
 
 @dataclass
@@ -79,7 +80,9 @@ def install_checkpoint(source: Path, target: Path, files: tuple[str, ...]) -> bo
     if (target / record).is_file() and (target / record).read_bytes() == (source / record).read_bytes():
         return False
     target.mkdir(parents=True, exist_ok=True)
-    for name in files:
+    for name in _CARD_FILES + files:
+        if name in _CARD_FILES and not (source / name).is_file():
+            continue
         tmp = target / f".{name}.tmp"
         shutil.copyfile(source / name, tmp)
         tmp.replace(target / name)

@@ -34,6 +34,7 @@ def _tiny_checkpoints(root: Path, size: int = 48) -> Path:
     torch.manual_seed(0)
     model = Embedder(EmbedderConfig(backbone="resnet10t", embedding_dim=8, image_size=size))
     save_embedder(root / "embedder", model, {"note": "test"}, dtype=torch.float16)
+    (root / "embedder" / "MODEL_CARD.md").write_text("# card\nResearch use only. Not a medical device.\n")
     cfg = GanConfig.preset("tiny", c_dim=8)
     save_generator(root / "gan", build_generator(cfg), cfg, {"preset": "tiny"}, {"kimg": 0.0})
     return root
@@ -65,6 +66,7 @@ def test_build_installs_checkpoints_and_builds_every_artefact(demo):
     shipped_sha = json.loads((checkpoints / "embedder" / "config.json").read_text())["weights"]["sha256"]
     assert record["weights_sha256"]["embedder"] == shipped_sha
     assert ws.images_path(48).exists(), "the store takes the shipped embedder's training size"
+    assert (ws.embedder_dir / "MODEL_CARD.md").read_text() == (checkpoints / "embedder" / "MODEL_CARD.md").read_text()
 
 
 def test_second_build_only_checks_files(demo):
@@ -202,3 +204,52 @@ def test_ship_writes_fp16_weights_and_a_model_card_with_the_report_numbers(demo,
     assert f"{report['baseline']['retrieval']['precision_at_1']:.3f}" in card
     facts = json.loads((tmp_path / "shipped" / "card.json").read_text())
     assert facts["test"]["verification_auc"] == pytest.approx(report["verification"]["auc"])
+
+
+def test_shipped_embedder_audit_finds_swapped_ids_on_unseen_phantom_patients(tmp_path):
+    """Issue acceptance: 2 % of IDs swapped on the phantom → flags with precision and recall ≥ 0.9."""
+    folder = _shipped_or_skip("embedder")
+    from reid_core.audit import audit_ids
+    from reid_core.data.manifest import load_manifest
+    from reid_core.prepare import prepare_workspace
+    from reid_core.verify import PairVerifier
+
+    model = load_embedder(folder)
+    ws = prepare_workspace(tmp_path / "ws", "phantom", size=model.config.image_size, patients=260, seed=2,
+                           progress=False).workspace
+    manifest = load_manifest(ws.manifest_path)
+    emb = embed_array(model, ImageStore(ws.images_path(model.config.image_size), manifest),
+                      manifest["cache_row"].to_numpy(), device="cpu", progress=False)
+    pids = manifest["patient_id"].astype(str).to_numpy()
+    ids = manifest["image_id"].astype(str).to_numpy()
+    codes = manifest["patient_id"].factorize()[0]
+    fit = codes < 80  # the verifier is fitted on other patients than the audited ones
+    rng = np.random.default_rng(0)
+    verifier = PairVerifier().fit(emb[fit], pids[fit], rng)
+    audited = ~fit
+    emb_a, ids_a, true_a = emb[audited], ids[audited], pids[audited]
+    counts = manifest[audited]["patient_id"].value_counts()
+    checkable = np.flatnonzero(counts.reindex(true_a).to_numpy() >= 2)  # a lone image has nothing to match
+    swapped = rng.choice(checkable, size=round(0.02 * len(ids_a)), replace=False)
+    recorded = true_a.copy()
+    people = np.unique(true_a)
+    for i in swapped:
+        recorded[i] = rng.choice(people[people != true_a[i]])
+    flagged = set(audit_ids(emb_a, ids_a, recorded, verifier).mislabelled["image_id"])
+    truth = set(ids_a[swapped])
+    precision = len(flagged & truth) / max(len(flagged), 1)
+    recall = len(flagged & truth) / len(truth)
+    assert len(truth) >= 10 and precision >= 0.9 and recall >= 0.9, (len(truth), precision, recall)
+
+
+def test_overview_page_shows_the_installed_model_card(demo):
+    from streamlit.testing.v1 import AppTest
+
+    first, _, _ = demo
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.session_state["workspace"] = str(first.workspace.root)
+    at.run()
+    at.switch_page("pages/1_overview.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Not a medical device" in m.value for m in at.markdown)
+    assert "Embedder model card" in [e.label for e in at.expander]
