@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 DEMO_SEED = 1  # the shipped models are trained on phantom seed 0: seed 1 draws other people
 DEMO_PATIENTS = 200
+DISPLAY_SIZE = 128
 _EMBEDDER_FILES = ("model.safetensors", "config.json")
 _GAN_FILES = ("G_ema.safetensors", "config.json")
 _CARD_FILES = ("MODEL_CARD.md", "card.json")  # copied along when shipped (the overview page shows the card)
@@ -99,8 +100,9 @@ def build_demo_workspace(root: str | Path, *, patients: int = DEMO_PATIENTS, see
                          echo: Callable[[str], None] = print) -> DemoBuild:
     """Build (or bring up to date) the demo workspace at ``root``; see the module docstring.
 
-    ``size``: the image store's side; default the shipped embedder's training
-    size (128 px without one).
+    ``size``: the image store's side; default the larger of ``DISPLAY_SIZE`` (for
+    the app's thumbnails) and the shipped embedder's training size (embedding
+    resizes the store to the training size, as training did).
     """
     from reid_core.prepare import prepare_workspace
 
@@ -108,7 +110,7 @@ def build_demo_workspace(root: str | Path, *, patients: int = DEMO_PATIENTS, see
     result = DemoBuild(ws)
     checkpoints = Path(checkpoints)
     embedder_src, gan_src = shipped("embedder", checkpoints), shipped("gan", checkpoints)
-    size = size or _shipped_size(embedder_src) or 128
+    size = size or max(DISPLAY_SIZE, _shipped_size(embedder_src) or 0)
 
     def step(name: str, work: Callable[[], bool]) -> None:
         echo(f"[demo] {name} …")

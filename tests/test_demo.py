@@ -65,7 +65,7 @@ def test_build_installs_checkpoints_and_builds_every_artefact(demo):
     record = json.loads((ws.root / "demo.json").read_text())
     shipped_sha = json.loads((checkpoints / "embedder" / "config.json").read_text())["weights"]["sha256"]
     assert record["weights_sha256"]["embedder"] == shipped_sha
-    assert ws.images_path(48).exists(), "the store takes the shipped embedder's training size"
+    assert ws.image_sizes() == [128], "a 128 px store for display; embedding resizes to the 48 px training size"
     assert (ws.embedder_dir / "MODEL_CARD.md").read_text() == (checkpoints / "embedder" / "MODEL_CARD.md").read_text()
 
 
