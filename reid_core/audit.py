@@ -2,9 +2,13 @@
 
 Two kinds of flags, from embeddings and a fitted :class:`PairVerifier`:
 
-* ``likely_mislabelled`` — an image that the verifier rejects against *every*
-  other image recorded under its patient ID (probability < threshold), while
-  it is accepted by at least one image of another ID. Patients with a single
+* ``likely_mislabelled`` — an image that the verifier decisively rejects against *every*
+  other image recorded under its patient ID (probability < ``max_same_prob``), while
+  the ID of its nearest other-ID neighbour accepts it with at least half of
+  its images (one chance look-alike is not evidence; a person's other films
+  agree). When *every* image of an ID is flagged, the one with the weakest
+  match elsewhere is presumed the ID's owner and not flagged (an ID holding a
+  lone film plus a stray one flags only the stray). Patients with a single
   image cannot be checked and are never flagged.
 * ``same_person_pairs`` — pairs of different patient IDs whose images match
   (mutual nearest neighbours across IDs with probability ≥ ``pair_threshold``),
@@ -31,8 +35,13 @@ class AuditResult:
 
 
 def audit_ids(embeddings: np.ndarray, image_ids: np.ndarray, patient_ids: np.ndarray, verifier: PairVerifier,
-              k: int = 20, pair_threshold: float = 0.9) -> AuditResult:
-    """Run both checks; ``k`` neighbours per image are searched (exact FAISS)."""
+              k: int = 20, pair_threshold: float = 0.9, max_same_prob: float = 0.35) -> AuditResult:
+    """Run both checks; ``k`` neighbours per image are searched (exact FAISS).
+
+    ``max_same_prob``: an image is only flagged when even its best match under its
+    own ID is below this same-person probability (a decisive rejection; images
+    near the verifier's threshold are hard films, not evidence of a wrong ID).
+    """
     emb = np.ascontiguousarray(embeddings, dtype=np.float32)
     image_ids, patient_ids = np.asarray(image_ids).astype(str), np.asarray(patient_ids).astype(str)
     n = len(emb)
@@ -64,7 +73,9 @@ def audit_ids(embeddings: np.ndarray, image_ids: np.ndarray, patient_ids: np.nda
     p_same = np.where(np.isfinite(best_same), verifier.predict_proba(np.nan_to_num(best_same, nan=1e9)), np.nan)
     p_other = np.where(has_other, verifier.predict_proba(np.minimum(o_dist, 1e9)), 0.0)
     thr = verifier.threshold
-    flag = np.isfinite(best_same) & (p_same < thr) & (p_other >= thr)
+    flag = np.isfinite(best_same) & (p_same < min(thr, max_same_prob)) & (p_other >= thr)
+    flag &= _accepted_by_majority(emb, codes, order, starts, ends, o_idx, flag, verifier, thr)
+    flag &= ~_presumed_owners(codes, flag, p_other)
     mis = pd.DataFrame({
         "image_id": image_ids[flag], "patient_id": patient_ids[flag], "best_same_prob": p_same[flag],
         "best_other_id": image_ids[o_idx[flag]], "best_other_patient": patient_ids[o_idx[flag]],
@@ -79,3 +90,27 @@ def audit_ids(embeddings: np.ndarray, image_ids: np.ndarray, patient_ids: np.nda
                           "image_b": image_ids[b], "probability": p_other[strong]})
     pairs = pairs.sort_values("probability", ascending=False).drop_duplicates(["patient_a", "patient_b"])
     return AuditResult(mis, pairs.reset_index(drop=True))
+
+
+def _accepted_by_majority(emb: np.ndarray, codes: np.ndarray, order: np.ndarray, starts: np.ndarray,
+                          ends: np.ndarray, o_idx: np.ndarray, candidates: np.ndarray, verifier: PairVerifier,
+                          thr: float) -> np.ndarray:
+    """For each candidate, whether ≥ half the images of its nearest other-ID neighbour's ID accept it."""
+    ok = np.zeros(len(emb), dtype=bool)
+    for i in np.flatnonzero(candidates):
+        c = codes[o_idx[i]]
+        members = order[starts[c]:ends[c]]
+        d = np.linalg.norm(emb[members] - emb[i], axis=1)
+        ok[i] = np.mean(verifier.predict_proba(d) >= thr) >= 0.5
+    return ok
+
+
+def _presumed_owners(codes: np.ndarray, flag: np.ndarray, p_other: np.ndarray) -> np.ndarray:
+    """In IDs whose every image is flagged, the image with the weakest match elsewhere (kept as the owner)."""
+    owners = np.zeros(len(codes), dtype=bool)
+    flagged_codes = np.unique(codes[flag])
+    for c in flagged_codes:
+        members = np.flatnonzero(codes == c)
+        if flag[members].all():
+            owners[members[np.argmin(p_other[members])]] = True
+    return owners

@@ -37,7 +37,8 @@ DEMO_PATIENTS = 200
 DISPLAY_SIZE = 128
 _EMBEDDER_FILES = ("model.safetensors", "config.json")
 _GAN_FILES = ("G_ema.safetensors", "config.json")
-_CARD_FILES = ("MODEL_CARD.md", "card.json")  # copied along when shipped (the overview page shows the card)
+# copied along when shipped: the card (overview page), the training log and summary (model report's curves)
+_EXTRA_FILES = ("MODEL_CARD.md", "card.json", "train_log.jsonl", "metrics.json")
 
 
 @dataclass
@@ -81,8 +82,8 @@ def install_checkpoint(source: Path, target: Path, files: tuple[str, ...]) -> bo
     if (target / record).is_file() and (target / record).read_bytes() == (source / record).read_bytes():
         return False
     target.mkdir(parents=True, exist_ok=True)
-    for name in _CARD_FILES + files:
-        if name in _CARD_FILES and not (source / name).is_file():
+    for name in _EXTRA_FILES + files:
+        if name in _EXTRA_FILES and not (source / name).is_file():
             continue
         tmp = target / f".{name}.tmp"
         shutil.copyfile(source / name, tmp)

@@ -109,7 +109,7 @@ def embedder_card(ws: Workspace, model: torch.nn.Module, result: ShipResult, har
         "data": {"dataset": info.get("dataset"), "options": info.get("options", {}),
                  "n_train_images": metrics.get("n_train_images"), "n_train_patients": metrics.get("n_train_patients"),
                  "n_test_images": report.get("n_test_images"), "n_test_patients": report.get("n_test_patients")},
-        "training": {"loss": cfg.get("loss"), "miner": cfg.get("miner"), "lr": cfg.get("lr"),
+        "training": {"loss": cfg.get("loss"), "miner": _miner_name(cfg), "lr": cfg.get("lr"),
                      "batch_size": cfg.get("batch_size"), "m_per_patient": cfg.get("m_per_patient"),
                      "epochs": cfg.get("epochs"), "steps": metrics.get("steps"), "best_step": metrics.get("best_step"),
                      "elapsed_s": metrics.get("elapsed_s"), "images_per_sec": metrics.get("images_per_sec"),
@@ -125,6 +125,12 @@ def embedder_card(ws: Workspace, model: torch.nn.Module, result: ShipResult, har
                      "verification_auc": b.get("verification", {}).get("roc_auc")},
         "notes": notes,
     }
+
+
+def _miner_name(cfg: dict[str, Any]) -> str | None:
+    """The miner actually used: ``miner`` applies to the triplet loss only (see reid_core.train.losses)."""
+    return {"triplet": cfg.get("miner"), "multi_similarity": "multi_similarity",
+            "contrastive_xbm": "none (cross-batch memory)"}.get(cfg.get("loss"), cfg.get("miner"))
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
