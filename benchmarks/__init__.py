@@ -1,7 +1,9 @@
-"""Benchmark harness: `python -m benchmarks [--quick] [--only NAME]`.
+"""Benchmark harness: `python -m benchmarks [--quick] [--only NAME] [--threads N]`.
 
 Each case is a module ``benchmarks/bench_<name>.py`` exposing
 ``run(quick: bool) -> dict`` of measured numbers (and, where a case compares two
 ways of doing one thing, both figures and their ratio, measured side by side in
-the same run because this machine is noisy).
+the same run because this machine is noisy; ``benchmarks/common.py`` has the
+interleaved timer and the prepared phantom workspace the cases share).
+``--only`` replaces that case in ``results.json`` and keeps the others.
 """

@@ -10,8 +10,8 @@ import argparse
 import json
 import logging
 import multiprocessing as mp
-import tempfile
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 

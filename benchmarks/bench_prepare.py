@@ -28,7 +28,12 @@ def _write_png(path: Path, arr: np.ndarray) -> None:
 
 def _write_dicom(path: Path, arr: np.ndarray, compress: bool) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, SecondaryCaptureImageStorage, generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        JPEG2000Lossless,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()

@@ -18,7 +18,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_helpers import (  # noqa: E402  (after the path insert)
+from browser_helpers import (  # after the path insert
     PAGES,
     chromium_page,
     exceptions,
@@ -27,6 +27,7 @@ from browser_helpers import (  # noqa: E402  (after the path insert)
     serve_app,
     switch_page,
     wait_idle,
+    wait_images_loaded,
 )
 
 NAMES = {"": "overview", "explore": "explorer", "verify": "verification", "search": "retrieval",
@@ -35,6 +36,8 @@ NAMES = {"": "overview", "explore": "explorer", "verify": "verification", "searc
 
 def save_small(page, path: Path, clip: dict | None = None) -> int:
     """Screenshot → 256-colour optimised PNG; returns its size in bytes."""
+    wait_images_loaded(page)
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")  # no focus ring
     raw = path.with_suffix(".raw.png")
     page.screenshot(path=str(raw), clip=clip)
     with Image.open(raw) as im:
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workspaces", type=Path, required=True, help="folder holding the workspace 'demo'")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--width", type=int, default=1200)
-    parser.add_argument("--height", type=int, default=820)
+    parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--query", default="P00001_s00", help="retrieval page: the query image id ('' keeps the default)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     sizes: dict[str, int] = {}
@@ -61,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
             switch_page(page, url_path, head, timeout_s=300)
             if url_path in ("explore", "drift", "model", ""):
                 page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=120_000)
+            if url_path == "search" and args.query:  # a query whose patient has follow-ups
+                box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Query: image id")
+                box.click()
+                page.keyboard.type(args.query)
+                page.get_by_role("option", name=args.query, exact=True).click()
+                page.get_by_text(f"query: {args.query}").wait_for(timeout=120_000)
+                wait_idle(page, 120)
             if url_path == "counterfactual" and page.locator('[data-testid="stSlider"]').count():
                 pc1 = page.locator('[data-testid="stSlider"]').filter(has_text="PC1").locator('input[type="range"]')
                 pc1.focus()

@@ -1,0 +1,184 @@
+"""The app end to end in real headless Chromium: ``streamlit run app.py`` on a free loopback port, every page
+through the sidebar, a lasso in the explorer → the selection gallery, a counterfactual slider → a new image,
+a corrupt upload → a clear message while the page keeps working.
+
+The workspace is the tiny trained one of :mod:`app_fixtures` plus a 2-step GAN. Screenshots of every step go
+to ``test-artifacts/browser_e2e/`` (or ``$CXR_REID_TEST_ARTIFACTS``); the path is printed at the end.
+Without Playwright or a Chromium executable the tests skip and say why; with ``CXR_REID_REQUIRE_BROWSER=1``
+(CI) they fail instead.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from app_fixtures import build_trained_workspace
+from browser_helpers import (
+    PAGES,
+    ROOT,
+    browser_unavailable,
+    chromium_page,
+    exceptions,
+    image_sources,
+    lasso_all,
+    open_app,
+    serve_app,
+    switch_page,
+    wait_idle,
+)
+from PIL import Image
+
+import reid_core  # noqa: F401  (before timm)
+from reid_core.cli import main as cli
+from reid_core.data.manifest import load_manifest
+from reid_core.data.store import ImageStore
+from reid_core.workspace import Workspace
+
+ARTIFACTS = Path(os.environ.get("CXR_REID_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "browser_e2e"
+GAN_ARGS = ("--res", "32", "--preset", "tiny", "--batch", "4", "--kimg", "0.008", "--device", "cpu", "--quiet")
+
+
+@pytest.fixture(scope="module")
+def artifacts(request) -> Path:
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    yield ARTIFACTS
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    shots = sorted(p.name for p in ARTIFACTS.glob("*.png"))
+    if reporter is not None and capture is not None and shots:
+        with capture.global_and_fixture_disabled():  # past pytest's output capture, onto the terminal
+            reporter.write_line(f"\nbrowser e2e: {len(shots)} screenshots + server.log in {ARTIFACTS}")
+
+
+@pytest.fixture(scope="module")
+def workspaces(tmp_path_factory) -> Path:
+    """``<tmp>/workspaces/demo``: the trained tiny workspace (embedder, embeddings, index, verifier, report)
+    and a 2-step 32 px GAN, so every page has something to show."""
+    reason = browser_unavailable()
+    if reason:
+        if os.environ.get("CXR_REID_REQUIRE_BROWSER", "") not in ("", "0"):
+            pytest.fail(f"CXR_REID_REQUIRE_BROWSER is set but {reason}")
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("browser") / "workspaces"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ws = build_trained_workspace(base / "demo")
+        assert cli(["train-gan", "--workspace", str(ws.root), *GAN_ARGS]) == 0
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(workspaces, artifacts):
+    with serve_app(workspaces, artifacts / "server.log") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def page(server, artifacts):
+    with chromium_page() as pg:
+        open_app(pg, server)
+        yield pg
+        pg.screenshot(path=str(artifacts / "zz_last.png"))
+
+
+def shot(page, artifacts: Path, name: str) -> None:
+    page.screenshot(path=str(artifacts / f"{name}.png"))
+
+
+def no_exception(page, server, where: str) -> None:
+    shown = exceptions(page)
+    assert not shown, f"{where}: {shown}\n--- server log ---\n{server.log_tail()}"
+
+
+def png_of_workspace_image(workspaces: Path, row: int) -> bytes:
+    ws = Workspace(workspaces / "demo")
+    store = ImageStore(ws.images_path(ws.default_image_size()), load_manifest(ws.manifest_path))
+    buf = io.BytesIO()
+    Image.fromarray(np.kron(store[row], np.ones((2, 2), np.uint8))).save(buf, format="PNG")  # 128 px
+    return buf.getvalue()
+
+
+# ============================================================================ the tests (one browser, in order)
+def test_every_page_renders_with_the_sidebar(page, server, workspaces, artifacts):
+    ws_root = str(workspaces / "demo")
+    for k, (url_path, title, head) in enumerate(PAGES):
+        switch_page(page, url_path, head)
+        no_exception(page, server, title)
+        assert page.locator('[data-testid="stSidebarNavLink"]').count() == len(PAGES)
+        assert ws_root in page.locator('[data-testid="stSidebar"]').inner_text(), title
+        if url_path in ("explore", "drift", "model"):
+            page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
+        shot(page, artifacts, f"{k + 1}_{url_path or 'overview'}")
+
+
+def test_lasso_in_the_explorer_shows_the_selection_gallery(page, server, artifacts):
+    switch_page(page, "explore", "Embedding explorer")
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.locator(".main-svg").first.wait_for()
+    assert page.get_by_text("No selection yet").count() == 1
+    lasso_all(page, chart)
+    selection = page.locator("h3").filter(has_text="Selection:")
+    selection.wait_for()
+    wait_idle(page)
+    no_exception(page, server, "explorer after a lasso")
+    assert "Selection: 96 images" in selection.inner_text()  # the whole map: every image of the workspace
+    assert page.get_by_text("Export the selected ids (CSV)").count() == 1
+    gallery = page.locator('[data-testid="stImage"]')
+    assert gallery.count() >= 30  # thumbnails of the selection (at most 36 shown)
+    selection.scroll_into_view_if_needed()
+    shot(page, artifacts, "explorer_selection")
+
+
+def test_counterfactual_slider_changes_the_image(page, server, artifacts):
+    switch_page(page, "counterfactual", "Counterfactuals")
+    no_exception(page, server, "counterfactuals")
+    sliders = page.locator('[data-testid="stSlider"]')
+    if sliders.count() == 0:
+        shot(page, artifacts, "counterfactual_no_sliders")
+    assert sliders.count(), "the counterfactual page shows no sliders although the workspace has a GAN"
+    pc = sliders.filter(has_text="PC")
+    slider = pc.first if pc.count() else sliders.first
+    thumb = slider.locator('input[type="range"]')  # react-aria's (visually hidden) range input
+    before_value, before_images = thumb.input_value(), image_sources(page)
+    assert before_images, "the counterfactual page shows no image"
+    thumb.focus()
+    thumb.press("End")  # the slider's maximum (e.g. +3 σ)
+    page.wait_for_function(
+        "(before) => Array.from(document.querySelectorAll('[data-testid=\"stMain\"] [data-testid=\"stImage\"] img'))"
+        ".map(i => i.getAttribute('src')).join('|') !== before", arg="|".join(before_images), timeout=90_000)
+    wait_idle(page, 90)
+    no_exception(page, server, "counterfactuals after moving a slider")
+    assert thumb.input_value() != before_value
+    assert image_sources(page) != before_images
+    shot(page, artifacts, "counterfactual_slider")
+
+
+def test_corrupt_upload_gives_a_message_and_the_page_keeps_working(page, server, workspaces, artifacts):
+    switch_page(page, "search", "Retrieval gallery")
+    page.locator('[data-testid="stRadio"]').filter(has_text="Query from").get_by_text("upload", exact=True).click()
+    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    uploader.wait_for(state="attached")
+    wait_idle(page)
+    uploader.set_input_files(files=[{"name": "broken.png", "mimeType": "image/png",
+                                     "buffer": b"\x89PNG\r\n\x1a\n this is not really an image"}])
+    error = page.locator('[data-testid="stAlert"]').filter(has_text="Cannot use this upload")
+    error.wait_for()
+    wait_idle(page)
+    no_exception(page, server, "retrieval after a corrupt upload")
+    assert "broken.png" in error.inner_text()
+    shot(page, artifacts, "upload_corrupt")
+    # the same uploader then takes a good image: the message goes, the gallery comes
+    uploader.set_input_files(files=[{"name": "good.png", "mimeType": "image/png",
+                                     "buffer": png_of_workspace_image(workspaces, 5)}])
+    page.get_by_text("uploaded query: its patient is unknown").wait_for()
+    wait_idle(page)
+    no_exception(page, server, "retrieval after a good upload")
+    assert error.count() == 0
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    shot(page, artifacts, "upload_good")
