@@ -1,6 +1,8 @@
 """Embedding explorer: PCA / UMAP map of the embeddings, selections → gallery, a point → its neighbours."""
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -66,12 +68,13 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     if len(ids) > 1:
         st.subheader(f"Selection: {len(ids)} images")
         selected = display_frame(m, ids)
-        st.download_button("Export the selected ids (CSV)", selection_csv(m, ids), file_name="selection.csv",
+        # a callable: the CSV is built when the button is clicked, not on every rerun (1.7 s at 100k ids)
+        st.download_button("Export the selected ids (CSV)", partial(selection_csv, m, ids), file_name="selection.csv",
                            mime="text/csv", key="explorer_export")
         st.dataframe(selected, hide_index=True, width="stretch", key="explorer_selection")
         image_grid(ws, selected, ncols=6)
     elif len(ids) == 1:
-        st.download_button("Export the selected id (CSV)", selection_csv(m, ids), file_name="selection.csv",
+        st.download_button("Export the selected id (CSV)", partial(selection_csv, m, ids), file_name="selection.csv",
                            mime="text/csv", key="explorer_export")
     else:
         st.caption("No selection yet: use the box or lasso tool on the map to collect images.")

@@ -262,10 +262,10 @@ class Index:
         return faiss_search(self._faiss, x, k, self._search_params(k))
 
     def _to_output(self, d: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ids_arr = np.asarray(self._ids, dtype=object)
+        ids_arr = self._ids  # a list: index only the hits (an object array of every id cost ~0.1 s per search at 1M)
         found = i >= 0
         out_ids = np.full(i.shape, None, dtype=object)
-        out_ids[found] = ids_arr[i[found]]
+        out_ids[found] = [ids_arr[j] for j in i[found].tolist()]
         dist = np.where(found, np.sqrt(np.maximum(d, 0.0)), np.inf).astype(np.float32)
         return dist, out_ids
 
