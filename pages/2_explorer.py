@@ -11,6 +11,8 @@ from reid_core.ui.figures import LINE_PATIENT_LIMIT, embedding_scatter, selected
 from reid_core.ui.tables import COLOR_OPTIONS, caption, display_frame, neighbour_table, selection_csv
 from reid_core.ui.workspaces import PAGE_NEEDS, missing_artefacts
 
+MAX_TABLE_ROWS = 1000
+
 ws = current_workspace()
 st.title("Embedding explorer")
 
@@ -71,7 +73,9 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
         # a callable: the CSV is built when the button is clicked, not on every rerun (1.7 s at 100k ids)
         st.download_button("Export the selected ids (CSV)", partial(selection_csv, m, ids), file_name="selection.csv",
                            mime="text/csv", key="explorer_export")
-        st.dataframe(selected, hide_index=True, width="stretch", key="explorer_selection")
+        st.dataframe(selected.head(MAX_TABLE_ROWS), hide_index=True, width="stretch", key="explorer_selection")
+        if len(selected) > MAX_TABLE_ROWS:  # a 100k-row table would cost seconds per rerun; the CSV has them all
+            st.caption(f"the table shows the first {MAX_TABLE_ROWS:,} of {len(selected):,}; the CSV export has all")
         image_grid(ws, selected, ncols=6)
     elif len(ids) == 1:
         st.download_button("Export the selected id (CSV)", partial(selection_csv, m, ids), file_name="selection.csv",
