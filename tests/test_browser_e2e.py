@@ -128,7 +128,9 @@ def test_lasso_in_the_explorer_shows_the_selection_gallery(page, server, artifac
     wait_idle(page)
     no_exception(page, server, "explorer after a lasso")
     assert "Selection: 96 images" in selection.inner_text()  # the whole map: every image of the workspace
-    assert page.get_by_text("Export the selected ids (CSV)").count() == 1
+    export = page.get_by_text("Export the selected ids (CSV)")
+    export.wait_for()  # rendered just after the heading; waiting avoids a race on a busy machine
+    assert export.count() == 1
     gallery = page.locator('[data-testid="stImage"]')
     assert gallery.count() >= 30  # thumbnails of the selection (at most 36 shown)
     selection.scroll_into_view_if_needed()
