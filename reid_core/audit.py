@@ -75,7 +75,7 @@ def audit_ids(embeddings: np.ndarray, image_ids: np.ndarray, patient_ids: np.nda
     thr = verifier.threshold
     flag = np.isfinite(best_same) & (p_same < min(thr, max_same_prob)) & (p_other >= thr)
     flag &= _accepted_by_majority(emb, codes, order, starts, ends, o_idx, flag, verifier, thr)
-    flag &= ~_presumed_owners(codes, flag, p_other)
+    flag &= ~_presumed_owners(order, starts, ends, codes, flag, p_other)
     mis = pd.DataFrame({
         "image_id": image_ids[flag], "patient_id": patient_ids[flag], "best_same_prob": p_same[flag],
         "best_other_id": image_ids[o_idx[flag]], "best_other_patient": patient_ids[o_idx[flag]],
@@ -105,12 +105,12 @@ def _accepted_by_majority(emb: np.ndarray, codes: np.ndarray, order: np.ndarray,
     return ok
 
 
-def _presumed_owners(codes: np.ndarray, flag: np.ndarray, p_other: np.ndarray) -> np.ndarray:
+def _presumed_owners(order: np.ndarray, starts: np.ndarray, ends: np.ndarray, codes: np.ndarray, flag: np.ndarray,
+                     p_other: np.ndarray) -> np.ndarray:
     """In IDs whose every image is flagged, the image with the weakest match elsewhere (kept as the owner)."""
     owners = np.zeros(len(codes), dtype=bool)
-    flagged_codes = np.unique(codes[flag])
-    for c in flagged_codes:
-        members = np.flatnonzero(codes == c)
+    for c in np.unique(codes[flag]):
+        members = order[starts[c]:ends[c]]
         if flag[members].all():
             owners[members[np.argmin(p_other[members])]] = True
     return owners

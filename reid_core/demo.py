@@ -151,9 +151,9 @@ def _shipped_size(embedder_src: Path | None) -> int | None:
 
 
 def _embed(ws: Workspace, progress: bool) -> bool:
-    from reid_core.embed import embed_workspace
+    from reid_core.embed import embed_workspace, embeddings_up_to_date
 
-    if _is_newer(ws.embeddings_path, ws.embedder_dir / "model.safetensors", ws.manifest_path):
+    if embeddings_up_to_date(ws):
         return False
     embed_workspace(ws, progress=progress)
     return True

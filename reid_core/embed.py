@@ -128,6 +128,19 @@ def _dist() -> tuple[int, int]:
     return rank, world
 
 
+def embeddings_up_to_date(ws: Workspace) -> bool:
+    """Whether ``embeddings.npz`` is at least as new as the embedder's weights and the manifest."""
+    inputs = [ws.embedder_dir / "model.safetensors", ws.manifest_path]
+    return ws.embeddings_path.exists() and all(
+        ws.embeddings_path.stat().st_mtime >= p.stat().st_mtime for p in inputs if p.exists())
+
+
+def store_size_for(ws: Workspace, image_size: int | None) -> int:
+    """The store to embed from: the model's training size when prepared, else the largest store
+    (:func:`embed_array` resizes to the training size either way)."""
+    return image_size if image_size in ws.image_sizes() else ws.default_image_size()
+
+
 def embed_workspace(workspace: Workspace | str | Path, batch_size: int = 64, device: str = "auto",
                     size: int | None = None, force: bool = False, progress: bool = True) -> EmbeddingTable:
     """Embed every manifest image with the workspace's embedder; skip if up to date."""
@@ -137,15 +150,12 @@ def embed_workspace(workspace: Workspace | str | Path, batch_size: int = 64, dev
     weights = ws.embedder_dir / "model.safetensors"
     if not weights.exists():
         raise WorkspaceError(f"{ws.root} has no trained embedder; run `cxr-reid train --workspace {ws.root}`")
-    inputs = [weights, ws.manifest_path]
-    if not force and ws.embeddings_path.exists() and all(
-            ws.embeddings_path.stat().st_mtime >= p.stat().st_mtime for p in inputs):
+    if not force and embeddings_up_to_date(ws):
         log.info("embeddings are up to date: %s", ws.embeddings_path)
         return EmbeddingTable.load(ws.embeddings_path)
     manifest = load_manifest(ws.manifest_path)
     model = load_embedder(ws.embedder_dir)
-    if size is None:  # the resolution the model was trained at, if prepared, else the largest store
-        size = model.config.image_size if model.config.image_size in ws.image_sizes() else ws.default_image_size()
+    size = size or store_size_for(ws, model.config.image_size)
     store = ImageStore(ws.images_path(size), manifest)
     rows = manifest["cache_row"].to_numpy()
     rank, world = _dist()

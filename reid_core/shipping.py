@@ -2,8 +2,9 @@
 
 :func:`ship_embedder` takes an evaluated workspace (``embedder/``,
 ``report.json``), stores the weights in float16 when that keeps quality
-(checked on the workspace's test images: retrieval P@1 unchanged and the
-largest embedding difference below ``FP16_MAX_ABS_DIFF``; float32 otherwise),
+(the written file is reloaded and checked on the workspace's test images:
+retrieval P@1 unchanged and the largest embedding difference below
+``FP16_MAX_ABS_DIFF``; float32 otherwise),
 and writes ``MODEL_CARD.md`` plus ``card.json`` (the same facts, for programs).
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ def ship_embedder(workspace: str | Path | Workspace, out: str | Path, *, hardwar
     """Export ``workspace``'s embedder to ``out`` with ``MODEL_CARD.md``; see the module docstring."""
     from reid_core.data.manifest import load_manifest
     from reid_core.data.store import ImageStore
-    from reid_core.embed import embed_array
+    from reid_core.embed import embed_array, store_size_for
     from reid_core.metrics import retrieval_metrics
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -54,35 +55,24 @@ def ship_embedder(workspace: str | Path | Workspace, out: str | Path, *, hardwar
     model = load_embedder(ws.embedder_dir)
     manifest = load_manifest(ws.manifest_path)
     test = manifest[manifest["split"] == "test"]
-    size = model.config.image_size if model.config.image_size in ws.image_sizes() else ws.default_image_size()
-    store = ImageStore(ws.images_path(size), manifest)
+    store = ImageStore(ws.images_path(store_size_for(ws, model.config.image_size)), manifest)
     rows, pids = test["cache_row"].to_numpy(), test["patient_id"].astype(str).to_numpy()
     full = embed_array(model, store, rows, device="cpu", progress=False)
-    half = _fp16_roundtrip(model)
-    cast = embed_array(half, store, rows, device="cpu", progress=False)
     p1_full = retrieval_metrics(full, pids)["precision_at_1"]
+    record = json.loads((ws.embedder_dir / "config.json").read_text())["meta"].get("extra", {})
+    # write fp16, then check the file itself: reloaded, it must embed the test images as float32 does
+    save_embedder(out, model, record, dtype=torch.float16)
+    cast = embed_array(load_embedder(out), store, rows, device="cpu", progress=False)
     p1_cast = retrieval_metrics(cast, pids)["precision_at_1"]
     diff = float(np.abs(full - cast).max())
     use_fp16 = diff <= FP16_MAX_ABS_DIFF and p1_cast >= p1_full
-    record = json.loads((ws.embedder_dir / "config.json").read_text())["meta"].get("extra", {})
-    save_embedder(out, model, record, dtype=torch.float16 if use_fp16 else None)
+    if not use_fp16:
+        save_embedder(out, model, record)
     result = ShipResult(out, "float16" if use_fp16 else "float32", diff, p1_full, p1_cast if use_fp16 else p1_full)
     card = embedder_card(ws, model, result, hardware or default_hardware(), notes)
     (out / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     (out / "MODEL_CARD.md").write_text(embedder_card_markdown(card))
     return result
-
-
-def _fp16_roundtrip(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` whose floating weights went through float16 and back (what loading a fp16 file gives)."""
-    import copy
-
-    clone = copy.deepcopy(model)
-    with torch.no_grad():
-        for t in list(clone.parameters()) + list(clone.buffers()):
-            if t.is_floating_point():
-                t.copy_(t.half().to(t.dtype))
-    return clone
 
 
 def default_hardware() -> str:
