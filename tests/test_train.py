@@ -117,6 +117,24 @@ def test_refuses_data_that_cannot_teach_identity(tmp_path, counts, message):
     assert not ws.embedder_dir.exists()
 
 
+
+def test_normal_only_training_drops_abnormal_train_films_but_keeps_val(tmp_path):
+    from reid_core.data.manifest import load_manifest, save_manifest
+
+    ws = make_workspace(tmp_path / "ws", n_patients=8, per_patient=3)  # P003, P007 in val
+    m = load_manifest(ws.manifest_path)
+    abnormal = m["image_id"].isin(["p0_1", "p1_1", "p1_2", "p3_0"])  # P001 keeps 1 normal film; P003 is val
+    m.loc[abnormal, "findings"] = "Effusion"
+    save_manifest(m, ws.manifest_path)
+    store_ids = m.set_index("cache_row")["image_id"]
+    every, normal = load_training_data(ws, None, 0), load_training_data(ws, None, 0, normal_only=True)
+    assert set(store_ids[every.train_rows]) - set(store_ids[normal.train_rows]) == {"p0_1", "p1_0", "p1_1", "p1_2"}
+    assert (every.n_train_patients, normal.n_train_patients) == (6, 5)  # P001: one normal film, no positive pair
+    assert np.array_equal(every.val_rows, normal.val_rows) and "p3_0" in set(store_ids[normal.val_rows])
+    assert apply_overrides(TrainConfig(), ["train_findings=normal"]).train_findings == "normal"
+    with pytest.raises(ValueError, match="train_findings"):
+        TrainConfig.from_dict({"train_findings": "abnormal"})
+
 # --------------------------------------------------------------------------- losses
 
 @pytest.mark.parametrize("loss, miner", [("triplet", "semihard"), ("triplet", "hard"), ("triplet", "all"),

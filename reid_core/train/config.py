@@ -98,7 +98,11 @@ class TrainConfig:
     ``image_size`` None takes the workspace's largest prepared size. ``val_every``
     steps the val split is embedded and scored (mAP@R); training stops after
     ``early_stop_patience`` validations without improvement (None: never).
-    ``amp`` (bf16 autocast) applies on CUDA only.
+    ``amp`` (bf16 autocast) applies on CUDA only. ``train_findings`` "normal"
+    trains on the studies labelled ``No Finding`` only: the loss then never
+    pulls a patient's abnormal films onto their normal ones, so findings keep
+    moving the embedding (the longitudinal drift signal) while identity is
+    learned from normal anatomy; validation still uses every val image.
     """
 
     model: EmbedderConfig = field(default_factory=EmbedderConfig)
@@ -120,6 +124,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     val_every: int = 500
     val_max_patients: int | None = None
+    train_findings: Literal["all", "normal"] = "all"
     early_stop_patience: int | None = 10
     log_every: int = 10
     seed: int = 0

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from reid_core.data.manifest import load_manifest
+from reid_core.data.manifest import NO_FINDING, load_manifest
 from reid_core.data.store import ImageStore
 from reid_core.errors import TrainingError, WorkspaceError
 from reid_core.workspace import Workspace
@@ -102,18 +102,22 @@ def _labels(patients: pd.Series) -> np.ndarray:
 
 
 def load_training_data(workspace: Workspace, image_size: int | None, seed: int,
-                       val_max_patients: int | None = None) -> TrainingData:
+                       val_max_patients: int | None = None, normal_only: bool = False) -> TrainingData:
     """Check the workspace's manifest and pick the train and validation rows (see :func:`check_trainable`).
 
     Validation uses the val split's patients with ≥ 2 images (at most
     ``val_max_patients`` of them, chosen by ``seed``); when it has fewer than 2
     such patients a subset of train patients is used instead, with a warning.
+    ``normal_only`` keeps only the train images labelled ``No Finding``.
     """
     if not workspace.manifest_path.exists():
         raise WorkspaceError(f"{workspace.root} has no manifest.parquet; build the workspace first with "
                              f"`cxr-reid prepare --workspace {workspace.root} ...`")
     manifest = load_manifest(workspace.manifest_path)
-    train = check_trainable(manifest)
+    if normal_only:
+        train = check_trainable(manifest[(manifest["split"] != "train") | (manifest["findings"] == NO_FINDING)])
+    else:
+        train = check_trainable(manifest)
     store_path, store_size, size = _choose_store(workspace, image_size)
     store = ImageStore(store_path, manifest)
     rows = _store_rows(manifest, len(store), store_path)

@@ -87,7 +87,8 @@ class _Trainer:
         self.ws, self.ctx, self.show_bar = workspace, ctx, progress_bar and ctx.is_main
         self.out = workspace.embedder_dir
         self.data: TrainingData = load_training_data(workspace, config.image_size, config.seed,
-                                                     config.val_max_patients)
+                                                     config.val_max_patients,
+                                                     normal_only=config.train_findings == "normal")
         size = self.data.image_size
         self.cfg = dataclasses.replace(config, image_size=size, model=dataclasses.replace(config.model,
                                                                                         image_size=size))
