@@ -8,10 +8,15 @@ weights (latency does not depend on training). Per preset it reports the median 
   what a slider move costs;
 * ``cached_condition_ms`` — the same condition again (mean latent cached);
 * ``condition_mean_ms`` — the mean latent alone.
+
+The full run also times the 128 px preset against its former, wider generator
+(``g_channel_base`` 16384: 256 and 128 maps in the two top blocks instead of
+128 and 64), interleaved in one process, and reports the ratio.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import statistics
@@ -24,6 +29,8 @@ import reid_core  # noqa: F401
 from gan.config import GanConfig, build_generator
 from gan.counterfactual import ConditionMeans, CounterfactualRenderer
 from gan.pca import IdentityPCA
+
+from benchmarks.common import interleaved_medians, ratio
 
 log = logging.getLogger("bench_counterfactual")
 C_DIM = 64
@@ -38,13 +45,31 @@ def _median_ms(fn, repeats: int) -> float:
     return round(1000 * statistics.median(times), 2)
 
 
+def _embeddings() -> np.ndarray:
+    emb = np.random.default_rng(0).normal(size=(200, C_DIM)).astype(np.float32)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
+def _renderer(preset: str, n_avg: int = 256, **overrides) -> CounterfactualRenderer:
+    torch.manual_seed(0)
+    G = build_generator(GanConfig.preset(preset, c_dim=C_DIM, **overrides))
+    return CounterfactualRenderer(G, IdentityPCA.fit(_embeddings(), 8), z_seed=0, psi=0.7, n_avg=n_avg)
+
+
+def slim_vs_wide_128(repeats: int = 7) -> dict[str, float]:
+    """The 128 px preset against the former wide generator, interleaved: one slider render each (ms)."""
+    c0, alpha = _embeddings()[0], itertools.count()  # a new α each call: a new condition, as a slider move is
+    slim, wide = _renderer("128"), _renderer("128", g_channel_base=16384)
+    t = interleaved_medians({"slim": lambda: slim.render(c0, {0: 0.1 * next(alpha)}),
+                             "wide": lambda: wide.render(c0, {0: 0.1 * next(alpha)})}, repeats)
+    return {"slim_ms": round(1000 * t["slim"], 2), "wide_ms": round(1000 * t["wide"], 2),
+            "speedup": ratio(t["wide"], t["slim"])}
+
+
 def measure(preset: str, repeats: int = 5, n_avg: int = 256) -> dict[str, float]:
     """Median latencies (ms) of one preset with random weights."""
-    torch.manual_seed(0)
-    G = build_generator(GanConfig.preset(preset, c_dim=C_DIM))
-    emb = np.random.default_rng(0).normal(size=(200, C_DIM)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    r = CounterfactualRenderer(G, IdentityPCA.fit(emb, 8), z_seed=0, psi=0.7, n_avg=n_avg)
+    r = _renderer(preset, n_avg)
+    G, emb = r.G, _embeddings()
     c0 = emb[0]
     r.render(c0, {0: 0.123})  # warm-up (allocator, first-call overheads)
     alphas = np.linspace(-3, 3, repeats + 1)
@@ -65,6 +90,8 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, object]:
     out: dict[str, object] = {"torch_threads": torch.get_num_threads()}
     for p in presets:
         out[f"preset_{p}"] = measure(p, repeats=3 if quick else 5)
+    if not quick:
+        out["preset_128_vs_former_wide"] = slim_vs_wide_128()
     return out
 
 

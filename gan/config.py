@@ -2,16 +2,22 @@
 
 Presets (all with a 2-layer mapping network, lr multiplier 0.01, ``z_dim = w_dim``)::
 
-    name   px   z/w   G & D channel_base / channel_max   feature maps 4 → R
-    tiny   16   16/32   256 / 32                          32, 32, 16           (tests)
-    64     64   256     8192 / 256                        256 ×4, 128
-    128    128  512     16384 / 256                       256 ×5, 128
-    256    256  512     16384 / 512                       512 ×4, 256, 128, 64
+    name   px   z/w   G channel_base / max   D base / max   G feature maps 4 → R
+    tiny   16   16/32   256 / 32               256 / 32       32, 32, 16           (tests)
+    64     64   256     8192 / 256             8192 / 256     256 ×4, 128
+    128    128  512     8192 / 256             16384 / 256    256 ×4, 128, 64
+    256    256  512     16384 / 512            16384 / 512    512 ×4, 256, 128, 64
 
 Choices: one-channel radiographs in small datasets favour narrow networks, so
 64/128 px cap at 256 feature maps (the limited-data paper's low-resolution
 setups use 2 mapping layers and ~256–512 maps); 256 px follows that paper's
-256 px sizing (16384 / 512). The discriminator mirrors the generator.
+256 px sizing (16384 / 512). The discriminator mirrors the generator, except
+at 128 px, where the generator is halved in its two top blocks (128 and 64
+maps at 64 and 128 px instead of 256 and 128): the counterfactual slider
+renders one image per move on a CPU, and the wider generator took 200 ms per
+render on 2 cores against a goal of 150 ms; the slim one is 2.3× faster
+(BENCHMARKS.md, "Counterfactual render latency"). The discriminator keeps its
+width, since it costs nothing at render time.
 ``conv_clamp`` is off (fp32); set 256 when training in reduced precision.
 The discriminator's condition mapping (``cmap``) uses the same 2 layers and
 lr multiplier 0.01 as the generator's; on the toy conditional test (blob
@@ -41,7 +47,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  d_channel_base=256, d_channel_max=32),
     "64": dict(resolution=64, z_dim=256, w_dim=256, g_channel_base=8192, g_channel_max=256,
                d_channel_base=8192, d_channel_max=256),
-    "128": dict(resolution=128, z_dim=512, w_dim=512, g_channel_base=16384, g_channel_max=256,
+    "128": dict(resolution=128, z_dim=512, w_dim=512, g_channel_base=8192, g_channel_max=256,
                 d_channel_base=16384, d_channel_max=256),
     "256": dict(resolution=256, z_dim=512, w_dim=512, g_channel_base=16384, g_channel_max=512,
                 d_channel_base=16384, d_channel_max=512),

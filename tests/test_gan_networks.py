@@ -189,8 +189,10 @@ def test_config_round_trip_and_unknown_keys(tiny_cfg):
 def test_presets_channel_plan():
     assert set(PRESETS) == {"tiny", "64", "128", "256"}
     cfg = GanConfig.preset("128", c_dim=64)
-    assert (cfg.resolution, cfg.g_channel_base, cfg.g_channel_max, cfg.mapping_layers) == (128, 16384, 256, 2)
-    assert [channels_for(r, cfg.g_channel_base, cfg.g_channel_max) for r in (4, 64, 128)] == [256, 256, 128]
+    assert (cfg.resolution, cfg.g_channel_base, cfg.g_channel_max, cfg.mapping_layers) == (128, 8192, 256, 2)
+    assert (cfg.d_channel_base, cfg.d_channel_max) == (16384, 256)
+    assert [channels_for(r, cfg.g_channel_base, cfg.g_channel_max) for r in (4, 32, 64, 128)] == [256, 256, 128, 64]
+    assert channels_for(128, cfg.d_channel_base, cfg.d_channel_max) == 128
     tiny = GanConfig.preset("tiny", c_dim=4)
     assert tiny.resolution <= 32
     assert max(channels_for(r, tiny.g_channel_base, tiny.g_channel_max) for r in (4, 8, 16)) <= 32
