@@ -439,6 +439,19 @@ def test_embedding_scatter_traces_carry_their_ids():
             assert coords[frame.index[frame["image_id"] == cd[0]][0], 0] == pytest.approx(x)
     many = figures.embedding_scatter(*_frame(30), "patient")
     assert len(many.data) == 1 and many.data[0].showlegend is False and len(many.data[0].customdata) == 60
+    # 30 patients on one stepped scale: the k-th patient (sorted) gets integer code k % palette size, drawn in
+    # palette colour k % size
+    m, k = many.data[0].marker, len(figures.PALETTE)
+    codes = np.asarray(m.color)
+    patients = sorted(_frame(30)[1]["patient_id"].unique())
+    assert codes.dtype.kind == "i" and codes.tolist()[::2] == [patients.index(f"P{p}") % k for p in range(30)]
+    scale = [c for _, c in m.colorscale]
+    step = lambda v: int((v - m.cmin) / (m.cmax - m.cmin) * k)  # noqa: E731  which step of the scale v falls in
+    assert all(scale[2 * step(v)] == figures.PALETTE[v] for v in range(k))
+    assert m.size == figures.MARKER_SIZE_2D
+    dense_coords, dense_frame = _frame(figures.DENSE_POINTS // 2 + 1)
+    assert figures.embedding_scatter(dense_coords, dense_frame, "sex").data[0].marker.size == \
+        figures.MARKER_SIZE_2D_DENSE
     age = figures.embedding_scatter(coords, frame, "age")
     assert age.data[0].marker.showscale and age.data[1].name == "age unknown" and len(age.data[1].x) == 2
     lines = figures.embedding_scatter(np.c_[coords, coords[:, :1]], frame, "sex", connect_patients=True)
