@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-CASES = ("phantom", "prepare", "counterfactual", "retrieval", "embed", "train", "gan", "app")
+CASES = ("phantom", "prepare", "counterfactual", "retrieval", "ann", "embed", "train", "gan", "app")
 
 
 def _hardware() -> str:

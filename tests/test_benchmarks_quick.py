@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = {"phantom", "prepare", "counterfactual", "retrieval", "embed", "train", "gan", "app"}
+CASES = {"phantom", "prepare", "counterfactual", "retrieval", "ann", "embed", "train", "gan", "app"}
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess:
