@@ -249,6 +249,7 @@ def test_retrieval_gallery_marks_the_true_patient(trained):
 def test_longitudinal_patient_choice_changes_the_drift_table(trained):
     at = open_page(trained, "longitudinal")
     assert {m.label for m in at.metric} >= {"matched drift AUC", "follow-ups with a finding"}
+    assert any("train_findings=normal" in i.value for i in at.info)  # trained on every film: the drift hint
     first = table_with(at, "baseline_id", "drift")
     patients = at.selectbox(key="longitudinal_patient").options
     assert len(patients) == 24 and len(first) == 3  # 4 studies: baseline + 3 follow-ups

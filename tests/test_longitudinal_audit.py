@@ -1,12 +1,16 @@
 """Drift and ID audit on embeddings with known structure (so a wrong definition fails)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from reid_core.audit import audit_ids
 from reid_core.longitudinal import drift_table, matched_drift_auc
+from reid_core.ui import workspaces
 from reid_core.verify import PairVerifier
+from reid_core.workspace import Workspace
 
 
 def _longitudinal(n_pat: int = 60, n_st: int = 5, seed: int = 0):
@@ -80,3 +84,16 @@ def test_audit_finds_swapped_ids():
     dup[np.flatnonzero(true == 7)[:2]] = "NEW"
     pairs = audit_ids(emb, ids, dup, verifier).same_person_pairs
     assert {"7", "NEW"} in [{a, b} for a, b in zip(pairs["patient_a"], pairs["patient_b"])]
+
+
+def test_embedder_summary_says_what_the_embedder_was_trained_on(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    ws.embedder_dir.mkdir(parents=True)
+    (ws.embedder_dir / "model.safetensors").write_bytes(b"")
+    meta = {"meta": {"embedder": {"backbone": "resnet18", "embedding_dim": 8, "image_size": 32},
+                     "extra": {"train_config": {"train_findings": "normal"}}}}
+    (ws.embedder_dir / "config.json").write_text(json.dumps(meta))
+    assert workspaces.embedder_summary(ws).train_findings == "normal"
+    meta["meta"]["extra"] = {}  # a checkpoint from before the option: trained on every film
+    (ws.embedder_dir / "config.json").write_text(json.dumps(meta))
+    assert workspaces.embedder_summary(ws).train_findings == "all"

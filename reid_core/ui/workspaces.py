@@ -110,6 +110,7 @@ class EmbedderSummary:
     steps: int | None
     best_step: int | None
     elapsed_s: float | None
+    train_findings: str = "all"  # "normal": trained on normal films only (the drift embedder)
 
 
 def embedder_summary(ws: Workspace) -> EmbedderSummary | None:
@@ -130,4 +131,5 @@ def embedder_summary(ws: Workspace) -> EmbedderSummary | None:
         backbone=str(emb.get("backbone", "?")), embedding_dim=int(emb.get("embedding_dim", 0)),
         image_size=int(emb.get("image_size", 0)), steps=metrics.get("steps"),
         best_step=metrics.get("best_step"), elapsed_s=metrics.get("elapsed_s"),
+        train_findings=str(meta.get("extra", {}).get("train_config", {}).get("train_findings", "all")),
     )
