@@ -166,8 +166,8 @@ def lowdim_ann(n: int, n_batch: int, repeats: int) -> dict:
 def run(quick: bool = False, sizes: tuple[int, ...] | None = None, ann_n: int | None = None) -> dict:
     """Exact search at every size; the ANN sweeps at ``ann_n`` (random and lowdim).
 
-    Full run: 10k, 100k, 1M exact; ANN at 100k only: on this 2-core machine the
-    1M HNSW build (M=32) and 1M IVF k-means (4,000 cells) take 5–10 minutes each.
+    Full run: 10k, 100k, 1M exact; ANN at 100k here (random and lowdim); the 1M
+    lowdim sweep is its own case, ``bench_ann`` (its builds take minutes).
     ``quick``: 2,000 vectors, few queries, the sweeps too (to exercise them).
     """
     if quick:
