@@ -15,7 +15,7 @@ setups use 2 mapping layers and ~256–512 maps); 256 px follows that paper's
 at 128 px, where the generator is halved in its two top blocks (128 and 64
 maps at 64 and 128 px instead of 256 and 128): the counterfactual slider
 renders one image per move on a CPU, and the wider generator took 200 ms per
-render on 2 cores against a goal of 150 ms; the slim one is 2.3× faster
+render on 2 cores against a goal of 150 ms; the slim one is 2.0× faster
 (BENCHMARKS.md, "Counterfactual render latency"). The discriminator keeps its
 width, since it costs nothing at render time.
 ``conv_clamp`` is off (fp32); set 256 when training in reduced precision.

@@ -131,6 +131,10 @@ def test_normal_only_training_drops_abnormal_train_films_but_keeps_val(tmp_path)
     assert set(store_ids[every.train_rows]) - set(store_ids[normal.train_rows]) == {"p0_1", "p1_0", "p1_1", "p1_2"}
     assert (every.n_train_patients, normal.n_train_patients) == (6, 5)  # P001: one normal film, no positive pair
     assert np.array_equal(every.val_rows, normal.val_rows) and "p3_0" in set(store_ids[normal.val_rows])
+    m.loc[m["split"] == "train", "findings"] = "Effusion"  # no normal train film left: refused, saying why
+    save_manifest(m, ws.manifest_path)
+    with pytest.raises(TrainingError, match="train_findings=normal counts only.*No Finding"):
+        load_training_data(ws, None, 0, normal_only=True)
     assert apply_overrides(TrainConfig(), ["train_findings=normal"]).train_findings == "normal"
     with pytest.raises(ValueError, match="train_findings"):
         TrainConfig.from_dict({"train_findings": "abnormal"})

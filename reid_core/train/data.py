@@ -115,7 +115,11 @@ def load_training_data(workspace: Workspace, image_size: int | None, seed: int,
                              f"`cxr-reid prepare --workspace {workspace.root} ...`")
     manifest = load_manifest(workspace.manifest_path)
     if normal_only:
-        train = check_trainable(manifest[(manifest["split"] != "train") | (manifest["findings"] == NO_FINDING)])
+        try:
+            train = check_trainable(manifest[(manifest["split"] != "train") | (manifest["findings"] == NO_FINDING)])
+        except TrainingError as exc:
+            raise TrainingError(f"train_findings=normal counts only the train images labelled {NO_FINDING!r}: "
+                                f"{exc}") from exc
     else:
         train = check_trainable(manifest)
     store_path, store_size, size = _choose_store(workspace, image_size)
