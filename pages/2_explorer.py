@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages._shared import aligned_embeddings, current_workspace, image_grid, index, projection, require, verifier
 from reid_core.ui.figures import LINE_PATIENT_LIMIT, embedding_scatter, selected_ids
+from reid_core.ui.selection import drawn_rows, ids_in_regions
 from reid_core.ui.tables import COLOR_OPTIONS, caption, display_frame, neighbour_table, selection_csv
 from reid_core.ui.workspaces import PAGE_NEEDS, missing_artefacts
 
@@ -30,14 +31,21 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     keep = pos >= 0
     frame = m[keep].reset_index(drop=True)
     coords = proj.coords[pos[keep]]
-    fig = embedding_scatter(coords, frame, colour, connect_patients=timelines)
+    drawn = drawn_rows(len(frame))  # None: every point is drawn
+    shown = frame if drawn is None else frame.iloc[drawn].reset_index(drop=True)
+    fig = embedding_scatter(coords if drawn is None else coords[drawn], shown, colour, connect_patients=timelines,
+                            full_coords=None if drawn is None else coords)
     event = st.plotly_chart(fig, key="explorer_scatter", on_select="rerun",
                             selection_mode=("box", "lasso", "points"), width="stretch")
     st.caption(f"{len(frame):,} images of {frame['patient_id'].nunique():,} patients; {method.upper()} of the "
                f"{emb.shape[1]}-d embeddings. Box/lasso-select points for a gallery, click one for its nearest "
                "neighbours (searched in the original embedding space, not on this map).")
+    if drawn is not None:
+        note = "; a box or lasso selects every point inside it, drawn or not" if dims == 2 else ""
+        st.caption(f"drawing a fixed random {len(drawn):,} of the {len(frame):,} points, for speed{note}")
+    in_regions = ids_in_regions(event, coords, frame["image_id"]) if drawn is not None and dims == 2 else None
     shown_ids = set(frame["image_id"])
-    ids = [i for i in selected_ids(event) if i in shown_ids]
+    ids = in_regions if in_regions is not None else [i for i in selected_ids(event) if i in shown_ids]
     if timelines and frame["patient_id"].nunique() > LINE_PATIENT_LIMIT:
         st.caption(f"timelines are drawn for the first {LINE_PATIENT_LIMIT} patients only")
 

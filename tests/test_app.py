@@ -163,6 +163,23 @@ def test_explorer_selection_gives_gallery_export_and_click_neighbours(trained, m
     assert len(table) == 8 and "p2_0" not in set(table["image_id"])
 
 
+def test_big_map_draws_a_sample_and_a_region_selects_undrawn_points(trained, monkeypatch):
+    from reid_core.ui import selection
+
+    monkeypatch.setattr(selection, "MAX_DRAWN_POINTS", 40)  # the 96-image workspace counts as a big map
+    drawn = selection.drawn_rows(96, limit=40)
+    undrawn = next(f"p{r // 4}_{r % 4}" for r in range(96) if r not in set(drawn))
+    regions = []
+    monkeypatch.setattr(selection, "ids_in_regions", lambda event, coords, ids: list(regions) or None)
+    at = open_page(trained, "explorer")
+    assert sum(len(t["customdata"]) for t in plotly_specs(at)[0]["data"]) == 40  # x, y travel base64-encoded
+    assert any("drawing a fixed random 40 of the 96 points" in c.value for c in at.caption)
+    regions[:] = [undrawn, "p0_0"]  # what a lasso around them gives: points off the drawn sample included
+    at.run()
+    assert any("Selection: 2 images" in h.value for h in at.subheader)
+    assert table_with(at, "image_id", "split")["image_id"].tolist() == [undrawn, "p0_0"]
+
+
 def test_verification_threshold_changes_the_decision(trained):
     at = open_page(trained, "verification")
     assert at.selectbox(key="verify_a_id").value == "p0_0" and at.selectbox(key="verify_b_id").value == "p0_1"
@@ -455,6 +472,9 @@ def test_embedding_scatter_traces_carry_their_ids():
         figures.MARKER_SIZE_2D_DENSE
     age = figures.embedding_scatter(coords, frame, "age")
     assert age.data[0].marker.showscale and age.data[1].name == "age unknown" and len(age.data[1].x) == 2
+    sample = figures.embedding_scatter(coords[:3], frame.iloc[:3], "sex", full_coords=coords)  # axes span all
+    x_range, y_range = sample.layout.xaxis.range, sample.layout.yaxis.range
+    assert x_range[0] < coords[:, 0].min() and x_range[1] > coords[:, 0].max() and y_range[0] < coords[:, 1].min()
     lines = figures.embedding_scatter(np.c_[coords, coords[:, :1]], frame, "sex", connect_patients=True)
     assert lines.data[0].type == "scatter3d" and lines.data[0].mode == "lines"
     assert sum(v is None for v in lines.data[0].x) == 4  # one break after each patient

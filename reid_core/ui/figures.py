@@ -23,7 +23,7 @@ PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Set2
 MARKER_SIZE_2D, MARKER_SIZE_3D = 6, 3
 # Above this many points 2-D markers shrink to MARKER_SIZE_2D_DENSE: less overplotting, and fewer pixels for
 # every redraw while a lasso is dragged (a software-WebGL browser spent 25 % less time per drag at 100k points).
-DENSE_POINTS, MARKER_SIZE_2D_DENSE = 20_000, 3
+DENSE_POINTS, MARKER_SIZE_2D_DENSE = 10_000, 3
 
 
 HOVER_COLUMNS: tuple[str, ...] = ("image_id", "patient_id", "study_order", "findings")
@@ -70,12 +70,15 @@ def patient_lines(coords: np.ndarray, frame: pd.DataFrame, limit: int = LINE_PAT
 
 
 def embedding_scatter(coords: np.ndarray, frame: pd.DataFrame, color_by: str = "patient",
-                      connect_patients: bool = False, title: str | None = None) -> go.Figure:
+                      connect_patients: bool = False, title: str | None = None,
+                      full_coords: np.ndarray | None = None) -> go.Figure:
     """WebGL scatter (2-D ``Scattergl`` or ``Scatter3d``) of ``coords`` coloured by one metadata column.
 
     ``frame`` is aligned with ``coords`` row by row and has at least ``image_id``,
     ``patient_id``, ``study_order`` and the colour column. Each point's
     ``customdata`` is ``[image_id, patient_id, study_order, findings]`` (the hover text reads it too).
+    ``full_coords``: every point of the map when ``coords`` is a drawn sample of it; the axes then
+    span them all (so a lasso around the whole plot encloses the undrawn points too).
     """
     coords = np.asarray(coords, dtype=float)
     if coords.ndim != 2 or coords.shape[1] not in (2, 3) or len(coords) != len(frame):
@@ -113,6 +116,14 @@ def embedding_scatter(coords: np.ndarray, frame: pd.DataFrame, color_by: str = "
     fig.update_layout(title=title, height=620, margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
                       legend={"itemsizing": "constant", "title": {"text": color_by}}, dragmode="lasso",
                       uirevision="embedding")  # keep zoom and camera across reruns
+    if full_coords is not None and len(full_coords):
+        lo, hi = np.min(full_coords, axis=0), np.max(full_coords, axis=0)
+        pad = 0.05 * np.maximum(hi - lo, 1e-9)
+        ranges = [[float(a - p), float(b + p)] for a, b, p in zip(lo, hi, pad)]
+        if coords.shape[1] == 3:
+            fig.update_layout(scene={f"{ax}axis": {"range": r} for ax, r in zip("xyz", ranges)})
+        else:
+            fig.update_layout(xaxis={"range": ranges[0]}, yaxis={"range": ranges[1]})
     return fig
 
 
