@@ -123,7 +123,7 @@ def test_explorer_colour_timelines_3d_and_neighbours(trained):
     at = open_page(trained, "explorer")
     assert at.radio(key="explorer_method").value == "pca" and at.selectbox(key="explorer_colour").value == "patient"
     before = plotly_specs(at)[0]
-    assert all(t["type"] == "scattergl" for t in before["data"])
+    assert all(t["type"] == "scatter" for t in before["data"])  # 96 points: SVG (WebGL above SVG_MAX_POINTS)
     ids = {cd[0] for t in before["data"] for cd in t["customdata"]}
     assert len(ids) == 96  # every point carries its image id
     at.selectbox(key="explorer_colour").select("sex").run()
@@ -468,8 +468,9 @@ def test_embedding_scatter_traces_carry_their_ids():
     assert all(scale[2 * step(v)] == figures.PALETTE[v] for v in range(k))
     assert m.size == figures.MARKER_SIZE_2D
     dense_coords, dense_frame = _frame(figures.DENSE_POINTS // 2 + 1)
-    assert figures.embedding_scatter(dense_coords, dense_frame, "sex").data[0].marker.size == \
-        figures.MARKER_SIZE_2D_DENSE
+    dense = figures.embedding_scatter(dense_coords, dense_frame, "sex", connect_patients=True)
+    assert dense.data[1].marker.size == figures.MARKER_SIZE_2D_DENSE
+    assert {t.type for t in dense.data} == {"scattergl"} and len(dense_frame) > figures.SVG_MAX_POINTS
     age = figures.embedding_scatter(coords, frame, "age")
     assert age.data[0].marker.showscale and age.data[1].name == "age unknown" and len(age.data[1].x) == 2
     sample = figures.embedding_scatter(coords[:3], frame.iloc[:3], "sex", full_coords=coords)  # axes span all

@@ -24,6 +24,9 @@ MARKER_SIZE_2D, MARKER_SIZE_3D = 6, 3
 # Above this many points 2-D markers shrink to MARKER_SIZE_2D_DENSE: less overplotting, and fewer pixels for
 # every redraw while a lasso is dragged (a software-WebGL browser spent 25 % less time per drag at 100k points).
 DENSE_POINTS, MARKER_SIZE_2D_DENSE = 10_000, 3
+# Up to this many points a 2-D map is SVG (``Scatter``): no WebGL context to set up, which a browser without a GPU
+# pays on every visit (explorer page switch 1.17 s with WebGL vs 0.53 s with SVG at 96 points); above, WebGL.
+SVG_MAX_POINTS = 2_000
 
 
 HOVER_COLUMNS: tuple[str, ...] = ("image_id", "patient_id", "study_order", "findings")
@@ -40,13 +43,15 @@ def _customdata(frame: pd.DataFrame) -> np.ndarray:
 
 def _trace(coords: np.ndarray, mask: np.ndarray, custom: np.ndarray, name: str, marker: dict[str, Any],
            showlegend: bool = True) -> go.BaseTraceType:
+    """One marker trace of the rows in ``mask``; SVG or WebGL by the size of the whole map (``coords``)."""
     sel = np.flatnonzero(mask)
     common = dict(mode="markers", name=name, customdata=custom[sel], hovertemplate=_HOVER, showlegend=showlegend)
     if coords.shape[1] == 3:
         return go.Scatter3d(x=coords[sel, 0], y=coords[sel, 1], z=coords[sel, 2],
                             marker={"size": MARKER_SIZE_3D, **marker}, **common)
     size = MARKER_SIZE_2D if len(coords) <= DENSE_POINTS else MARKER_SIZE_2D_DENSE
-    return go.Scattergl(x=coords[sel, 0], y=coords[sel, 1], marker={"size": size, **marker}, **common)
+    scatter = go.Scatter if len(coords) <= SVG_MAX_POINTS else go.Scattergl
+    return scatter(x=coords[sel, 0], y=coords[sel, 1], marker={"size": size, **marker}, **common)
 
 
 def patient_lines(coords: np.ndarray, frame: pd.DataFrame, limit: int = LINE_PATIENT_LIMIT) -> go.BaseTraceType | None:
@@ -66,13 +71,15 @@ def patient_lines(coords: np.ndarray, frame: pd.DataFrame, limit: int = LINE_PAT
                  line={"color": "rgba(120,120,120,0.45)", "width": 1})
     if coords.shape[1] == 3:
         return go.Scatter3d(x=xs[0], y=xs[1], z=xs[2], **style)
-    return go.Scattergl(x=xs[0], y=xs[1], **style)
+    scatter = go.Scatter if len(coords) <= SVG_MAX_POINTS else go.Scattergl  # as the markers (see _trace)
+    return scatter(x=xs[0], y=xs[1], **style)
 
 
 def embedding_scatter(coords: np.ndarray, frame: pd.DataFrame, color_by: str = "patient",
                       connect_patients: bool = False, title: str | None = None,
                       full_coords: np.ndarray | None = None) -> go.Figure:
-    """WebGL scatter (2-D ``Scattergl`` or ``Scatter3d``) of ``coords`` coloured by one metadata column.
+    """Scatter of ``coords`` coloured by one metadata column: 2-D SVG up to :data:`SVG_MAX_POINTS` points,
+    WebGL (``Scattergl``) above, ``Scatter3d`` in 3-D.
 
     ``frame`` is aligned with ``coords`` row by row and has at least ``image_id``,
     ``patient_id``, ``study_order`` and the colour column. Each point's
