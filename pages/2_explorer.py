@@ -7,8 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import aligned_embeddings, current_workspace, image_grid, index, projection, require, verifier
-from reid_core.ui.figures import LINE_PATIENT_LIMIT, embedding_scatter, selected_ids
-from reid_core.ui.selection import drawn_rows, ids_in_regions
+from reid_core.ui.figures import LINE_PATIENT_LIMIT, embedding_scatter
+from reid_core.ui.selection import drawn_rows, event_image_ids
 from reid_core.ui.tables import COLOR_OPTIONS, caption, display_frame, neighbour_table, selection_csv
 from reid_core.ui.workspaces import PAGE_NEEDS, missing_artefacts
 
@@ -32,9 +32,7 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     frame = m[keep].reset_index(drop=True)
     coords = proj.coords[pos[keep]]
     drawn = drawn_rows(len(frame))  # None: every point is drawn
-    shown = frame if drawn is None else frame.iloc[drawn].reset_index(drop=True)
-    fig = embedding_scatter(coords if drawn is None else coords[drawn], shown, colour, connect_patients=timelines,
-                            full_coords=None if drawn is None else coords)
+    fig = embedding_scatter(coords, frame, colour, connect_patients=timelines, draw_rows=drawn)
     event = st.plotly_chart(fig, key="explorer_scatter", on_select="rerun",
                             selection_mode=("box", "lasso", "points"), width="stretch")
     st.caption(f"{len(frame):,} images of {frame['patient_id'].nunique():,} patients; {method.upper()} of the "
@@ -43,9 +41,7 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     if drawn is not None:
         note = "; a box or lasso selects every point inside it, drawn or not" if dims == 2 else ""
         st.caption(f"drawing a fixed random {len(drawn):,} of the {len(frame):,} points, for speed{note}")
-    in_regions = ids_in_regions(event, coords, frame["image_id"]) if drawn is not None and dims == 2 else None
-    shown_ids = set(frame["image_id"])
-    ids = in_regions if in_regions is not None else [i for i in selected_ids(event) if i in shown_ids]
+    ids = event_image_ids(event, coords, frame["image_id"].tolist(), regions=drawn is not None and dims == 2)
     if timelines and frame["patient_id"].nunique() > LINE_PATIENT_LIMIT:
         st.caption(f"timelines are drawn for the first {LINE_PATIENT_LIMIT} patients only")
 

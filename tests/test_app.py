@@ -473,7 +473,7 @@ def test_embedding_scatter_traces_carry_their_ids():
     assert {t.type for t in dense.data} == {"scattergl"} and len(dense_frame) > figures.SVG_MAX_POINTS
     age = figures.embedding_scatter(coords, frame, "age")
     assert age.data[0].marker.showscale and age.data[1].name == "age unknown" and len(age.data[1].x) == 2
-    sample = figures.embedding_scatter(coords[:3], frame.iloc[:3], "sex", full_coords=coords)  # axes span all
+    sample = figures.embedding_scatter(coords, frame, "sex", draw_rows=np.arange(3))  # 3 drawn, axes span all
     x_range, y_range = sample.layout.xaxis.range, sample.layout.yaxis.range
     assert x_range[0] < coords[:, 0].min() and x_range[1] > coords[:, 0].max() and y_range[0] < coords[:, 1].min()
     lines = figures.embedding_scatter(np.c_[coords, coords[:, :1]], frame, "sex", connect_patients=True)

@@ -35,3 +35,15 @@ def test_ids_in_regions_unions_boxes_and_lassos_over_all_points():
     assert selection.ids_in_regions(both, coords, ids) == ["b", "c", "e"]
     click = {"selection": {"box": [], "lasso": [], "points": [{"customdata": ["d"]}]}}
     assert selection.ids_in_regions(click, coords, ids) is None and selection.ids_in_regions(None, coords, ids) is None
+
+
+def test_event_image_ids_regions_on_sampled_maps_customdata_otherwise():
+    coords = np.array([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    ids = ["a", "b", "c"]
+    box = {"x": [0.5, 1.5], "y": [0.5, 1.5]}
+    lasso_event = {"selection": {"box": [box], "lasso": [], "points": [{"customdata": ["a", "P0"]}]}}
+    assert selection.event_image_ids(lasso_event, coords, ids, regions=True) == ["b"]  # every point inside
+    assert selection.event_image_ids(lasso_event, coords, ids, regions=False) == ["a"]  # only what was drawn
+    click = {"selection": {"box": [], "lasso": [], "points": [{"customdata": ["c"]}, {"customdata": ["zz"]}]}}
+    assert selection.event_image_ids(click, coords, ids, regions=True) == ["c"]  # unknown ids dropped
+    assert selection.event_image_ids(None, coords, ids, regions=True) == []

@@ -29,6 +29,11 @@ DENSE_POINTS, MARKER_SIZE_2D_DENSE = 10_000, 3
 SVG_MAX_POINTS = 2_000
 
 
+def _scatter_2d(n_points: int) -> type[go.Scatter] | type[go.Scattergl]:
+    """The 2-D trace type of a map of ``n_points``: SVG up to :data:`SVG_MAX_POINTS`, WebGL above."""
+    return go.Scatter if n_points <= SVG_MAX_POINTS else go.Scattergl
+
+
 HOVER_COLUMNS: tuple[str, ...] = ("image_id", "patient_id", "study_order", "findings")
 _HOVER = ("<b>%{customdata[0]}</b><br>patient %{customdata[1]}, study %{customdata[2]}<br>%{customdata[3]}"
           "<extra></extra>")
@@ -50,8 +55,7 @@ def _trace(coords: np.ndarray, mask: np.ndarray, custom: np.ndarray, name: str, 
         return go.Scatter3d(x=coords[sel, 0], y=coords[sel, 1], z=coords[sel, 2],
                             marker={"size": MARKER_SIZE_3D, **marker}, **common)
     size = MARKER_SIZE_2D if len(coords) <= DENSE_POINTS else MARKER_SIZE_2D_DENSE
-    scatter = go.Scatter if len(coords) <= SVG_MAX_POINTS else go.Scattergl
-    return scatter(x=coords[sel, 0], y=coords[sel, 1], marker={"size": size, **marker}, **common)
+    return _scatter_2d(len(coords))(x=coords[sel, 0], y=coords[sel, 1], marker={"size": size, **marker}, **common)
 
 
 def patient_lines(coords: np.ndarray, frame: pd.DataFrame, limit: int = LINE_PATIENT_LIMIT) -> go.BaseTraceType | None:
@@ -71,25 +75,27 @@ def patient_lines(coords: np.ndarray, frame: pd.DataFrame, limit: int = LINE_PAT
                  line={"color": "rgba(120,120,120,0.45)", "width": 1})
     if coords.shape[1] == 3:
         return go.Scatter3d(x=xs[0], y=xs[1], z=xs[2], **style)
-    scatter = go.Scatter if len(coords) <= SVG_MAX_POINTS else go.Scattergl  # as the markers (see _trace)
-    return scatter(x=xs[0], y=xs[1], **style)
+    return _scatter_2d(len(coords))(x=xs[0], y=xs[1], **style)
 
 
 def embedding_scatter(coords: np.ndarray, frame: pd.DataFrame, color_by: str = "patient",
                       connect_patients: bool = False, title: str | None = None,
-                      full_coords: np.ndarray | None = None) -> go.Figure:
+                      draw_rows: np.ndarray | None = None) -> go.Figure:
     """Scatter of ``coords`` coloured by one metadata column: 2-D SVG up to :data:`SVG_MAX_POINTS` points,
     WebGL (``Scattergl``) above, ``Scatter3d`` in 3-D.
 
     ``frame`` is aligned with ``coords`` row by row and has at least ``image_id``,
     ``patient_id``, ``study_order`` and the colour column. Each point's
     ``customdata`` is ``[image_id, patient_id, study_order, findings]`` (the hover text reads it too).
-    ``full_coords``: every point of the map when ``coords`` is a drawn sample of it; the axes then
-    span them all (so a lasso around the whole plot encloses the undrawn points too).
+    ``draw_rows``: draw only these rows (a sample of a big map, see :mod:`reid_core.ui.selection`); the
+    axes still span every point, so a lasso around the whole plot encloses the undrawn ones too.
     """
     coords = np.asarray(coords, dtype=float)
     if coords.ndim != 2 or coords.shape[1] not in (2, 3) or len(coords) != len(frame):
         raise ValueError(f"coords must be N×2 or N×3 aligned with {len(frame)} rows, got {coords.shape}")
+    full_coords = None
+    if draw_rows is not None:
+        full_coords, coords, frame = coords, coords[draw_rows], frame.iloc[draw_rows].reset_index(drop=True)
     ids = frame["image_id"].astype(str).to_numpy()
     custom = _customdata(frame)
     values, numeric = color_values(frame, color_by)

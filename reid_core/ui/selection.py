@@ -16,6 +16,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from reid_core.ui import figures
+
 MAX_DRAWN_POINTS = 20_000
 
 
@@ -66,3 +68,18 @@ def ids_in_regions(event: Mapping[str, Any] | None, coords: np.ndarray, image_id
         mask |= inside_polygon(coords, lasso["x"], lasso["y"])
     ids = np.asarray(image_ids, dtype=object)
     return [str(i) for i in ids[mask]]
+
+
+def event_image_ids(event: Mapping[str, Any] | None, coords: np.ndarray, image_ids: Sequence[str],
+                    regions: bool) -> list[str]:
+    """The image ids a chart event selects among ``image_ids`` (aligned with ``coords``).
+
+    ``regions`` (a sampled 2-D map): a box or lasso selects every point inside it
+    (:func:`ids_in_regions`); otherwise, and for clicks, the selected points'
+    ``customdata`` ids (:func:`reid_core.ui.figures.selected_ids`).
+    """
+    inside = ids_in_regions(event, coords, image_ids) if regions else None
+    if inside is not None:
+        return inside
+    known = set(image_ids)
+    return [i for i in figures.selected_ids(event) if i in known]
