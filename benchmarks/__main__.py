@@ -13,6 +13,20 @@ from pathlib import Path
 CASES = ("phantom", "prepare", "counterfactual", "retrieval", "ann", "embed", "train", "gan", "app")
 
 
+DEVICE_CASES = ("counterfactual", "embed", "train", "gan")  # their ``run`` takes ``device``; the rest are CPU-only
+
+
+def _cases_to_run(only: list[str] | None, device: str) -> list[str]:
+    """``only`` (or every case); on a GPU, only the device-aware ones (naming a CPU-only one is an error)."""
+    names = only or list(CASES)
+    if device == "cpu":
+        return names
+    if only and set(only) - set(DEVICE_CASES):
+        raise SystemExit(f"--device {device}: {', '.join(sorted(set(only) - set(DEVICE_CASES)))} measure(s) on "
+                         f"the CPU only; device-aware cases: {', '.join(DEVICE_CASES)}")
+    return [n for n in names if n in DEVICE_CASES]
+
+
 def _hardware() -> str:
     import torch
 
@@ -70,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="compute threads (torch, FAISS, OpenMP/BLAS); default: the libraries' own (all cores), "
                              "1 with --quick")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the device-aware cases (embed, train, gan, counterfactual) measure; with cuda "
+                             "only those run and their results are stored as NAME@cuda")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"), help="JSON output")
     args = parser.parse_args(argv)
     import reid_core  # noqa: F401  (torchvision shim before anything imports timm)
@@ -81,15 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     results = _previous(args.out, args.quick) if args.only else {}
     results.update({"hardware": _hardware(), "quick": args.quick, "command": command, "threads": threads})
     results.setdefault("cases", {})
-    for name in args.only or CASES:
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch sees no CUDA device here")
+    for name in _cases_to_run(args.only, args.device):
         module = importlib.import_module(f"benchmarks.bench_{name}")
         t0 = time.perf_counter()
-        out = module.run(quick=args.quick)
+        out = module.run(quick=args.quick, **({"device": args.device} if name in DEVICE_CASES else {}))
         out["wall_s"] = round(time.perf_counter() - t0, 2)
         out["measured"] = {"hardware": results["hardware"], "command": command, "threads": threads,
                            "date": time.strftime("%Y-%m-%d %H:%M"), "load_avg_1m_at_end": _load()}
-        results["cases"][name] = out
-        print(f"\n== {name}")
+        key = name if args.device == "cpu" else f"{name}@{args.device}"
+        results["cases"][key] = out
+        print(f"\n== {key}")
         _print(out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))

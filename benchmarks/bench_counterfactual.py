@@ -50,9 +50,9 @@ def _embeddings() -> np.ndarray:
     return emb / np.linalg.norm(emb, axis=1, keepdims=True)
 
 
-def _renderer(preset: str, n_avg: int = 256, **overrides) -> CounterfactualRenderer:
+def _renderer(preset: str, n_avg: int = 256, device: str = "cpu", **overrides) -> CounterfactualRenderer:
     torch.manual_seed(0)
-    G = build_generator(GanConfig.preset(preset, c_dim=C_DIM, **overrides))
+    G = build_generator(GanConfig.preset(preset, c_dim=C_DIM, **overrides)).to(device)
     return CounterfactualRenderer(G, IdentityPCA.fit(_embeddings(), 8), z_seed=0, psi=0.7, n_avg=n_avg)
 
 
@@ -66,9 +66,9 @@ def slim_vs_wide_128(repeats: int = 7) -> dict[str, float]:
             "speedup": ratio(t["wide"], t["slim"])}
 
 
-def measure(preset: str, repeats: int = 5, n_avg: int = 256) -> dict[str, float]:
-    """Median latencies (ms) of one preset with random weights."""
-    r = _renderer(preset, n_avg)
+def measure(preset: str, repeats: int = 5, n_avg: int = 256, device: str = "cpu") -> dict[str, float]:
+    """Median latencies (ms) of one preset with random weights (a render returns a host array: synchronised)."""
+    r = _renderer(preset, n_avg, device)
     G, emb = r.G, _embeddings()
     c0 = emb[0]
     r.render(c0, {0: 0.123})  # warm-up (allocator, first-call overheads)
@@ -78,19 +78,26 @@ def measure(preset: str, repeats: int = 5, n_avg: int = 256) -> dict[str, float]
         "resolution": G.img_resolution,
         "new_condition_ms": _median_ms(lambda i: r.render(c0, {0: float(alphas[i])}), repeats),
         "cached_condition_ms": _median_ms(lambda i: r.render(c0, {0: 1.0}), repeats),
-        "condition_mean_ms": _median_ms(lambda i: means(torch.from_numpy(emb[i + 1])), repeats),
+        "condition_mean_ms": _median_ms(lambda i: _synced(means(torch.from_numpy(emb[i + 1]))), repeats),
     }
 
 
-def run(quick: bool = False, threads: int | None = None) -> dict[str, object]:
-    """Latency per preset (``quick``: tiny and 64 px only, 3 repeats)."""
+def _synced(x: torch.Tensor) -> torch.Tensor:
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)
+    return x
+
+
+def run(quick: bool = False, threads: int | None = None, device: str = "cpu") -> dict[str, object]:
+    """Latency per preset (``quick``: tiny and 64 px only, 3 repeats; CUDA: 20 repeats, the 256 px preset too)."""
     if threads:
         torch.set_num_threads(threads)
-    presets = ("tiny", "64") if quick else ("tiny", "64", "128")
-    out: dict[str, object] = {"torch_threads": torch.get_num_threads()}
+    cuda = torch.device(device).type == "cuda"
+    presets = ("tiny", "64") if quick else ("tiny", "64", "128", "256") if cuda else ("tiny", "64", "128")
+    out: dict[str, object] = {"device": device, "torch_threads": torch.get_num_threads()}
     for p in presets:
-        out[f"preset_{p}"] = measure(p, repeats=3 if quick else 5)
-    if not quick:
+        out[f"preset_{p}"] = measure(p, repeats=3 if quick else 20 if cuda else 5, device=device)
+    if not quick and not cuda:
         out["preset_128_vs_former_wide"] = slim_vs_wide_128()
     return out
 
@@ -99,5 +106,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    print(json.dumps(run(args.quick, args.threads), indent=2))
+    print(json.dumps(run(args.quick, args.threads, args.device), indent=2))

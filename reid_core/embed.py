@@ -1,7 +1,9 @@
 """Embed a workspace's images: ``embeddings.npz`` (N×D float32 + image ids).
 
 Batches are read from the memory-mapped image store by a background thread
-while the model runs, so decoding never waits on the model or vice versa.
+while the model runs, so decoding never waits on the model or vice versa; on
+a GPU the outputs stay on the device for ``_COPY_BACK_EVERY`` batches, so the
+host does not stall the model with a device→host copy after every batch.
 Under ``torchrun`` each rank embeds a contiguous shard, writes it, and rank 0
 merges the shards in manifest order.
 """
@@ -12,7 +14,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from reid_core.errors import WorkspaceError
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
+_COPY_BACK_EVERY = 16  # batches of outputs held on the device between copies to host memory
 
 
 @dataclass
@@ -108,17 +110,28 @@ def embed_array(model: torch.nn.Module, store: ImageStore, rows: np.ndarray, bat
     model = model.to(dev).eval().to(memory_format=torch.channels_last)
     use_bf16 = dev.type == "cuda"
     out = np.zeros((len(rows), model.embedding_dim), dtype=np.float32)
+    pending: list[torch.Tensor] = []  # outputs still on the device: copied back every few batches, not each one
     done = 0
+
+    def copy_back(end: int) -> None:
+        """Move the pending outputs, rows ``end - len(block)`` … ``end``, to ``out``."""
+        block = torch.cat(pending).float().cpu().numpy()
+        pending.clear()
+        out[end - len(block):end] = block
+
     bar = tqdm(total=len(rows), desc=desc, unit="img", disable=not progress)
     t0 = time.perf_counter()
     for batch in thread_prefetch(_StoreBatches(store, np.asarray(rows), batch_size), depth=3):
         x = to_device_float(torch.from_numpy(batch), dev, size, channels_last=True)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-            y = model(x)
-        out[done:done + len(batch)] = y.float().cpu().numpy()
+            pending.append(model(x))
         done += len(batch)
+        if len(pending) >= _COPY_BACK_EVERY:
+            copy_back(done)
         bar.update(len(batch))
         bar.set_postfix(img_s=f"{done / (time.perf_counter() - t0):.0f}")
+    if pending:
+        copy_back(done)
     bar.close()
     return out
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"phantom", "prepare", "counterfactual", "retrieval", "ann", "embed", "train", "gan", "app"}
 
@@ -38,3 +40,30 @@ def test_quick_benchmarks_run(tmp_path):
     _bench("--only", "gan", "--out", str(out))
     again = json.loads(out.read_text())["cases"]
     assert set(again) == set(cases) and again["phantom"] == {"images": 1}
+
+
+def test_device_aware_cases_are_the_ones_whose_run_takes_a_device():
+    import importlib
+    import inspect
+
+    from benchmarks.__main__ import CASES as LISTED
+    from benchmarks.__main__ import DEVICE_CASES, _cases_to_run
+
+    assert set(LISTED) == CASES
+    for name in CASES - {"app"}:  # bench_app needs the browser extras only to run, not to import; skip the import
+        takes = "device" in inspect.signature(importlib.import_module(f"benchmarks.bench_{name}").run).parameters
+        assert takes == (name in DEVICE_CASES), name
+    assert _cases_to_run(None, "cuda") == list(DEVICE_CASES) and _cases_to_run(None, "cpu") == list(LISTED)
+    with pytest.raises(SystemExit, match="app measure"):
+        _cases_to_run(["embed", "app"], "cuda")
+
+
+def test_cuda_run_without_a_gpu_says_so(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--device", "cuda", "--only", "embed",
+                           "--out", str(tmp_path / "b.json")], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode != 0 and "no CUDA device" in proc.stderr
+    assert not (tmp_path / "b.json").exists()

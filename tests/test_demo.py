@@ -119,6 +119,24 @@ def test_embed_array_resizes_to_the_training_size(tmp_path):
     assert not np.allclose(got, at_store_size, atol=1e-3)
 
 
+def test_embed_array_rows_land_in_order_across_copy_backs(tmp_path):
+    """Outputs are copied to the host in blocks of ``_COPY_BACK_EVERY`` batches; every row still lands in place."""
+    from reid_core import embed as embed_module
+
+    images = np.random.default_rng(1).integers(0, 256, (40, 24, 24), dtype=np.uint8)
+    path = tmp_path / "images_24.npy"
+    np.save(path, images)
+    path.with_suffix(".state.json").write_text(json.dumps({"complete": True}))
+    torch.manual_seed(0)
+    model = Embedder(EmbedderConfig(backbone="resnet10t", embedding_dim=8, image_size=24)).eval()
+    rows = np.random.default_rng(2).permutation(40)[:37]  # 37 one-image batches: two copy-backs and a remainder
+    assert len(rows) > 2 * embed_module._COPY_BACK_EVERY
+    got = embed_array(model, ImageStore(path), rows, batch_size=1, device="cpu", progress=False)
+    with torch.no_grad():
+        want = model(torch.from_numpy(images[rows])[:, None].float() / 255).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 # --------------------------------------------------------------------------- the shipped checkpoints
 
 def _shipped_or_skip(kind: str) -> Path:
