@@ -13,7 +13,8 @@ side in one process:
 * batched throughput (queries/s, median of interleaved repeats) of both;
 * for IVF and HNSW (where the size is in ``ann_sizes``): recall@10 against the
   exact top-10 and the batched speed-up over exact, per ``nprobe``/``ef_search``,
-  and the fastest setting with recall ≥ 0.95.
+  and the fastest setting with recall ≥ 0.95, whose single-query latency is
+  also timed against exact (one query at a time, as the retrieval page asks).
 
 Goals (issue 7): exact FAISS ≥ 5× scikit-learn and ≤ 50 ms/query at 1M on 2
 cores; an approximate index with recall@10 ≥ 0.95 at ≥ 20× over exact.
@@ -29,6 +30,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from benchmarks.common import interleaved_medians, ratio
+from reid_core._compat.faiss_tuning import FAISS_DEFAULT, picks_blas, threshold_unit
 from reid_core.retrieval import Index, faiss_search
 
 DIM, K = 64, 10
@@ -38,6 +40,7 @@ HNSW_EFS = (16, 32, 64, 128, 256, 512)
 
 
 LOWDIM, LOWDIM_NOISE = 16, 0.05
+SINGLE_QUERIES = 50  # single-query latency at the best ANN setting: median over this many
 
 
 def unit_vectors(n: int, seed: int, kind: str = "random", chunk: int = 100_000) -> np.ndarray:
@@ -86,7 +89,8 @@ def exact_vs_sklearn(flat: Index, x: np.ndarray, single: np.ndarray, batch: np.n
         "faiss_raw": lambda q: faiss_search(flat.faiss_index, q, K),
         "sklearn": lambda q: nn.kneighbors(q, K),
     }, single)
-    t = interleaved_medians({"index": lambda: flat.search(batch, K), "sklearn": lambda: nn.kneighbors(batch, K)},
+    t = interleaved_medians({"index": lambda: flat.search(batch, K), "sklearn": lambda: nn.kneighbors(batch, K),
+                             "faiss_own_rule": lambda: _search_with_threshold(flat.faiss_index, batch, FAISS_DEFAULT)},
                             repeats)
     _, faiss_rows = faiss_search(flat.faiss_index, batch, K)
     _, sk_rows = nn.kneighbors(batch, K)
@@ -95,8 +99,42 @@ def exact_vs_sklearn(flat: Index, x: np.ndarray, single: np.ndarray, batch: np.n
         "single_speedup_vs_sklearn": ratio(lat["sklearn"], lat["index"]),
         "batch_qps_index": round(len(batch) / t["index"], 1), "batch_qps_sklearn": round(len(batch) / t["sklearn"], 1),
         "batch_speedup_vs_sklearn": ratio(t["sklearn"], t["index"]),
+        "batch_qps_faiss_own_rule": round(len(batch) / t["faiss_own_rule"], 1),
+        "batch_speedup_vs_faiss_own_rule": ratio(t["faiss_own_rule"], t["index"]),
         "top10_agreement_vs_sklearn": round(_recall(faiss_rows, sk_rows), 4),
     }
+
+
+def _search_with_threshold(index: faiss.Index, x: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw FAISS search with ``distance_compute_blas_threshold`` = ``threshold`` (``faiss_search`` resets it)."""
+    faiss.cvar.distance_compute_blas_threshold = threshold
+    return getattr(index, "search_numpy", index.search)(x, K)
+
+
+def blas_crossover(n: int, dims: tuple[int, ...], query_counts: tuple[int, ...], repeats: int) -> dict:
+    """Flat search time by FAISS's SIMD scan vs by BLAS, per dimension and query count, on this thread count.
+
+    The measurement behind ``reid_core._compat.faiss_tuning``: ``scan_over_blas``
+    > 1 where BLAS is faster; ``rule_picks`` is what ``faiss_search`` uses there.
+    """
+    never, always = 2**31 - 1, 0
+    rows = []
+    for dim in dims:
+        x = np.random.default_rng(dim).standard_normal((n, dim), dtype=np.float32)
+        index = faiss.IndexFlatL2(dim)
+        index.add(x)
+        for nq in query_counts:
+            q = np.random.default_rng(nq).standard_normal((nq, dim), dtype=np.float32)
+            t = interleaved_medians({"scan": lambda i=index, q=q: _search_with_threshold(i, q, never),
+                                     "blas": lambda i=index, q=q: _search_with_threshold(i, q, always)}, repeats)
+            rows.append({"dim": dim, "queries": nq, "scan_ms": round(1000 * t["scan"], 3),
+                         "blas_ms": round(1000 * t["blas"], 3), "scan_over_blas": ratio(t["scan"], t["blas"]),
+                         "rule_picks": "blas" if picks_blas(nq, dim) else "scan"})
+    # how much slower the picked path is than the faster one, worst case
+    regret = [r["scan_over_blas"] if r["rule_picks"] == "scan" else 1 / r["scan_over_blas"] for r in rows]
+    return {"n": n, "threads": faiss.omp_get_max_threads(), "faiss_threshold_unit": threshold_unit(),
+            "faiss_own_default": FAISS_DEFAULT, "rows": rows,
+            "worst_slowdown_of_rule": round(max(1.0, *regret), 3)}
 
 
 def ann_sweep(kind: str, x: np.ndarray, ids: list[str], flat: Index, batch: np.ndarray, truth: np.ndarray,
@@ -124,7 +162,17 @@ def ann_sweep(kind: str, x: np.ndarray, ids: list[str], flat: Index, batch: np.n
                      "qps": round(len(batch) / t["ann"], 1), "speedup_vs_exact": ratio(t["exact"], t["ann"])})
     out["sweep"] = rows
     good = [r for r in rows if r["recall_at_10"] >= RECALL_GOAL]
-    out["best_at_recall_0.95"] = max(good, key=lambda r: r["speedup_vs_exact"]) if good else None
+    best = out["best_at_recall_0.95"] = max(good, key=lambda r: r["speedup_vs_exact"]) if good else None
+    if best:  # one query at a time (the app's retrieval page), at the best batched setting
+        setting = best["nprobe" if kind == "ivf" else "ef_search"]
+        if kind == "ivf":
+            index.nprobe = setting
+        else:
+            index.ef_search = setting
+        lat = _single_query_ms({"exact": lambda q: flat.search(q, K), "ann": lambda q: index.search(q, K)},
+                               batch[:SINGLE_QUERIES])
+        best["single_ms_exact"], best["single_ms_ann"] = lat["exact"], lat["ann"]
+        best["single_speedup_vs_exact"] = ratio(lat["exact"], lat["ann"])
     return out
 
 
@@ -172,11 +220,14 @@ def run(quick: bool = False, sizes: tuple[int, ...] | None = None, ann_n: int | 
     """
     if quick:
         sizes, ann_n, n_single, n_batch, repeats = (2_000,), 2_000, 5, 50, 1
+        crossover_n, crossover_counts = 2_000, (1, 32)
     else:
         sizes, ann_n = sizes or (10_000, 100_000, 1_000_000), ann_n or 100_000
         n_single, n_batch, repeats = 30, 500, 3
+        crossover_n, crossover_counts = 100_000, (1, 2, 4, 8, 16, 32, 64, 256, 1024)
     out: dict = {"dim": DIM, "k": K, "faiss_threads": faiss.omp_get_max_threads(),
                  "goals": "exact >= 5x sklearn and <= 50 ms/query at 1M; ANN recall@10 >= 0.95 at >= 20x exact"}
+    out["blas_crossover"] = blas_crossover(crossover_n, (16, DIM, 128), crossover_counts, repeats)
     for n in sizes:
         out[f"random_{n}"] = measure_size(n, n_single, n_batch, repeats, ann=n == ann_n)
     out[f"lowdim_{ann_n}"] = lowdim_ann(ann_n, n_batch, repeats)

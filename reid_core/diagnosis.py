@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from reid_core.data.manifest import NO_FINDING
+from reid_core.retrieval import faiss_search
 
 
 def finding_matrix(findings: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -36,7 +37,7 @@ def neighbour_votes(query: np.ndarray, query_patients: np.ndarray, gallery: np.n
     # over-fetch so that k neighbours remain after dropping the query's own patient
     max_same = int(pd.Series(gallery_patients).value_counts().max()) if len(gallery_patients) else 0
     fetch = min(len(gallery), k + max_same)
-    sq, idx = index.search(np.ascontiguousarray(query, dtype=np.float32), fetch)
+    sq, idx = faiss_search(index, np.ascontiguousarray(query, dtype=np.float32), fetch)
     dist = np.sqrt(np.maximum(sq, 0))
     other = gallery_patients[idx] != np.asarray(query_patients)[:, None]
     order = np.argsort(~other, axis=1, kind="stable")[:, :k]  # other-patient neighbours first, by distance

@@ -52,6 +52,8 @@ import faiss
 import numpy as np
 import pandas as pd
 
+from reid_core.retrieval import faiss_search
+
 _CHUNK_ELEMENTS = 1 << 21  # neighbour indices held per chunk (≈16 MiB of int64)
 
 
@@ -103,7 +105,7 @@ def knn_excluding_self(
         chunk_size = max(1, _CHUNK_ELEMENTS // (k + 1))
     for start in range(0, n, chunk_size):
         rows = slice(start, min(start + chunk_size, n))
-        d, i = index.search(queries[rows], k + 1)
+        d, i = faiss_search(index, queries[rows], k + 1)
         d, i = _stable_tie_order(d, i)
         own = self_rows[rows]
         is_self = i == own[:, None]

@@ -68,6 +68,7 @@ from typing import Iterable, Sequence
 import faiss
 import numpy as np
 
+from reid_core._compat.faiss_tuning import prefer_blas_for, threads_for
 from reid_core.errors import CxrReidError, WorkspaceError
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
@@ -102,10 +103,14 @@ def faiss_search(index: faiss.Index, x: np.ndarray, k: int, params=None) -> tupl
 
     pytorch-metric-learning imports ``faiss.contrib.torch_utils``, which replaces
     every index's ``search`` by a torch-aware version without the ``params``
-    argument and keeps FAISS's own NumPy method as ``search_numpy``.
+    argument and keeps FAISS's own NumPy method as ``search_numpy``. Exact
+    distances switch to BLAS from a few queries per thread on, and fewer
+    queries than threads run on one thread (:mod:`reid_core._compat.faiss_tuning`).
     """
+    prefer_blas_for(index.d)
     search = getattr(index, "search_numpy", index.search)
-    return search(x, k) if params is None else search(x, k, params=params)
+    with threads_for(len(x)):
+        return search(x, k) if params is None else search(x, k, params=params)
 
 
 def default_nlist(n: int) -> int:
@@ -324,7 +329,7 @@ class Index:
         k = self._clip_k(k, len(self))
         exact = faiss.IndexFlatL2(self.dim)
         exact.add(self._faiss.reconstruct_n(0, len(self)))
-        _, truth = exact.search(x, k)
+        _, truth = faiss_search(exact, x, k)
         _, approx = self._raw_search(x, k)
         hits = [len(np.intersect1d(t, a[a >= 0])) for t, a in zip(truth, approx)]
         return float(np.mean(hits) / k)

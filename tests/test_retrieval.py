@@ -8,6 +8,7 @@ import faiss
 import numpy as np
 import pytest
 
+from reid_core._compat import faiss_tuning
 from reid_core.errors import WorkspaceError
 from reid_core.retrieval import (
     DimensionMismatchError,
@@ -170,3 +171,55 @@ def test_index_shards_recipe_from_docstring():
     all_ids = np.asarray(parts[0].image_ids + parts[1].image_ids, dtype=object)
     _, rows = shards.search(x[::10], 5)
     np.testing.assert_array_equal(all_ids[rows], Index.build(x, ids).search(x[::10], 5)[1])
+
+
+def test_exact_search_switches_to_blas_from_a_few_queries_per_thread():
+    """FAISS 1.15 keeps up to 1,999 64-d queries on its per-query scan; ``faiss_search`` moves the switch."""
+    if faiss_tuning.threshold_unit() is None:
+        pytest.skip(f"FAISS's BLAS rule (default {faiss_tuning.FAISS_DEFAULT}) is not one this project re-sets")
+    start = faiss_tuning.QUERIES_PER_THREAD * faiss.omp_get_max_threads()
+    for dim in (4, 16, 64, 128):
+        assert faiss_tuning.picks_blas(start, dim) and not faiss_tuning.picks_blas(start - 1, dim)
+    if faiss_tuning.threshold_unit() == "queries×dim":  # the regression being fixed
+        assert 500 * 64 < faiss_tuning.FAISS_DEFAULT
+    x, ids = _data(n=2000, dim=64, seed=3)
+    q = np.random.default_rng(4).normal(size=(start + 5, 64)).astype(np.float32)
+    faiss.cvar.distance_compute_blas_threshold = faiss_tuning.FAISS_DEFAULT
+    index = Index.build(x, ids)
+    dist, got = index.search(q, 10)  # one batch: BLAS
+    assert faiss.cvar.distance_compute_blas_threshold == faiss_tuning.blas_threshold(64)
+    one_by_one = [index.search(row, 10) for row in q]  # single queries: the scan
+    np.testing.assert_array_equal(got, np.concatenate([i for _, i in one_by_one]))
+    np.testing.assert_allclose(dist, np.concatenate([d for d, _ in one_by_one]), rtol=1e-4, atol=1e-5)
+
+
+def test_fewer_queries_than_threads_search_on_one_thread():
+    """FAISS 1.15 splits a lone query's scan across threads, 3.6× slower here: such searches run on one thread."""
+    import threading
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        def threads_seen_by_another_thread() -> int:
+            seen = []
+            other = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+            other.start()
+            other.join()
+            return seen[0]
+
+        elsewhere = threads_seen_by_another_thread()
+        with faiss_tuning.threads_for(1) as inside:
+            assert inside == 1 and faiss.omp_get_max_threads() == 1
+            assert threads_seen_by_another_thread() == elsewhere  # the setting is this thread's only
+        assert faiss.omp_get_max_threads() == 2  # restored
+        with faiss_tuning.threads_for(2) as inside:
+            assert inside == 2 and faiss.omp_get_max_threads() == 2
+        with pytest.raises(RuntimeError), faiss_tuning.threads_for(1):
+            raise RuntimeError("search failed")
+        assert faiss.omp_get_max_threads() == 2  # restored after an error too
+        x, ids = _data(n=500, dim=8)
+        index = Index.build(x, ids)
+        one = index.search(x[3], 4)  # through the product path: same answer, threads back afterwards
+        assert one[1][0, 0] == ids[3] and faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)
