@@ -30,7 +30,7 @@ from gan.config import GanConfig, build_generator
 from gan.counterfactual import ConditionMeans, CounterfactualRenderer
 from gan.pca import IdentityPCA
 
-from benchmarks.common import interleaved_medians, ratio
+from benchmarks.common import interleaved_medians, ratio, synchronize
 
 log = logging.getLogger("bench_counterfactual")
 C_DIM = 64
@@ -78,14 +78,8 @@ def measure(preset: str, repeats: int = 5, n_avg: int = 256, device: str = "cpu"
         "resolution": G.img_resolution,
         "new_condition_ms": _median_ms(lambda i: r.render(c0, {0: float(alphas[i])}), repeats),
         "cached_condition_ms": _median_ms(lambda i: r.render(c0, {0: 1.0}), repeats),
-        "condition_mean_ms": _median_ms(lambda i: _synced(means(torch.from_numpy(emb[i + 1]))), repeats),
+        "condition_mean_ms": _median_ms(lambda i: synchronize(means(torch.from_numpy(emb[i + 1])).device), repeats),
     }
-
-
-def _synced(x: torch.Tensor) -> torch.Tensor:
-    if x.is_cuda:
-        torch.cuda.synchronize(x.device)
-    return x
 
 
 def run(quick: bool = False, threads: int | None = None, device: str = "cpu") -> dict[str, object]:

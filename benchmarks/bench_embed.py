@@ -24,18 +24,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import interleaved_medians, prepared_phantom, ratio
+from benchmarks.common import interleaved_medians, prepared_phantom, ratio, synchronize
 from reid_core.checkpoint import load_embedder, save_embedder
 from reid_core.data.manifest import load_manifest
 from reid_core.data.store import ImageStore
 from reid_core.embed import embed_workspace
 from reid_core.model import Embedder
 from reid_core.train.validate import autocast_context
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _preloaded_batches(store: ImageStore, rows, batch_size: int, device: torch.device) -> list[torch.Tensor]:
@@ -71,7 +66,7 @@ def run(quick: bool = False, backbone: str | None = None, size: int | None = Non
             with autocast_context(dev, amp=True):
                 for x in batches:
                     model(x)
-            _sync(dev)
+            synchronize(dev)
 
         def end_to_end() -> None:
             embed_workspace(ws, batch_size=batch, device=str(dev), size=size, force=True, progress=False)
@@ -80,7 +75,7 @@ def run(quick: bool = False, backbone: str | None = None, size: int | None = Non
         with torch.no_grad(), autocast_context(dev, amp=True):  # warm-up without a whole extra pass
             for x in model_only_warmup:
                 model(x)
-        _sync(dev)
+        synchronize(dev)
         t = interleaved_medians({"end_to_end": end_to_end, "model_only": model_only}, repeats, warmup=0)
     e2e, only = n / t["end_to_end"], n / t["model_only"]
     return {"backbone": backbone, "size": size, "device": str(dev), "images": n, "batch_size": batch,

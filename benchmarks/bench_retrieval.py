@@ -137,6 +137,14 @@ def blas_crossover(n: int, dims: tuple[int, ...], query_counts: tuple[int, ...],
             "worst_slowdown_of_rule": round(max(1.0, *regret), 3)}
 
 
+def _use_setting(index: Index, kind: str, value: int) -> None:
+    """Search ``index`` with ``nprobe`` (IVF) or ``ef_search`` (HNSW) = ``value``."""
+    if kind == "ivf":
+        index.nprobe = value
+    else:
+        index.ef_search = value
+
+
 def ann_sweep(kind: str, x: np.ndarray, ids: list[str], flat: Index, batch: np.ndarray, truth: np.ndarray,
               repeats: int) -> dict:
     """Build ``kind`` (defaults of ``Index``), then recall@10 and batched speed-up over exact per search setting."""
@@ -151,10 +159,7 @@ def ann_sweep(kind: str, x: np.ndarray, ids: list[str], flat: Index, batch: np.n
         settings = list(HNSW_EFS)
     rows = []
     for s in settings:
-        if kind == "ivf":
-            index.nprobe = s
-        else:
-            index.ef_search = s
+        _use_setting(index, kind, s)
         _, approx = index.search(batch, K)
         t = interleaved_medians({"exact": lambda: flat.search(batch, K), "ann": lambda: index.search(batch, K)},
                                 repeats)
@@ -164,11 +169,7 @@ def ann_sweep(kind: str, x: np.ndarray, ids: list[str], flat: Index, batch: np.n
     good = [r for r in rows if r["recall_at_10"] >= RECALL_GOAL]
     best = out["best_at_recall_0.95"] = max(good, key=lambda r: r["speedup_vs_exact"]) if good else None
     if best:  # one query at a time (the app's retrieval page), at the best batched setting
-        setting = best["nprobe" if kind == "ivf" else "ef_search"]
-        if kind == "ivf":
-            index.nprobe = setting
-        else:
-            index.ef_search = setting
+        _use_setting(index, kind, best["nprobe" if kind == "ivf" else "ef_search"])
         lat = _single_query_ms({"exact": lambda q: flat.search(q, K), "ann": lambda q: index.search(q, K)},
                                batch[:SINGLE_QUERIES])
         best["single_ms_exact"], best["single_ms_ann"] = lat["exact"], lat["ann"]

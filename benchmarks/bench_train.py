@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import prepared_phantom, ratio
+from benchmarks.common import prepared_phantom, ratio, synchronize
 from reid_core.model import EmbedderConfig
 from reid_core.train import TrainConfig, train_embedder
 from reid_core.train.augment import augment_batch
@@ -69,8 +69,7 @@ class BareStep:
             loss = self.objective(self.model(x), labels)
         loss.backward()
         self.optimizer.step()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
         return time.perf_counter() - t0
 
 
