@@ -145,6 +145,22 @@ class CounterfactualRenderer:
         return self.synthesize(self.ws(self.condition(c0, alphas)))
 
     @torch.inference_mode()
+    def render_z(self, z: np.ndarray | torch.Tensor, c0: np.ndarray | torch.Tensor, alphas: Alphas = None) -> np.ndarray:
+        """Counterfactual of an *encoded* film: ``G(z, c0 moved by alphas)`` without truncation.
+
+        ``z`` (z_dim,) is the film's nuisance code from an autoencoder's encoder
+        (:mod:`gan.cae`); only the condition moves, so α = 0 gives the film's
+        reconstruction, the same bits every time.
+        """
+        zt = torch.as_tensor(np.asarray(z, dtype=np.float32) if not isinstance(z, torch.Tensor) else z)
+        zt = zt.float().reshape(1, -1)
+        if zt.shape[1] != self.G.z_dim:
+            raise ValueError(f"code has {zt.shape[1]} values, the generator expects z_dim={self.G.z_dim}")
+        c = torch.as_tensor(self.condition(c0, alphas)).reshape(1, -1)
+        ws = self.G.mapping(zt.to(self.device), c.to(self.device), truncation_psi=1.0)
+        return self.synthesize(ws)
+
+    @torch.inference_mode()
     def render_ws(self, ws_base: torch.Tensor, c0: np.ndarray | torch.Tensor, alphas: Alphas = None) -> np.ndarray:
         """Counterfactual of an inverted image: ``ws_base + (w̄_c - w̄_c0)`` (exactly ``ws_base`` at α = 0).
 

@@ -45,6 +45,7 @@ from reid_core.train.distributed import DistContext, init_distributed
 from reid_core.train.loop import derive_seed
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.signals import StopRequest
+from reid_core.train.window import StatsWindow, crossed
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -192,26 +193,26 @@ class _Session:
                               "{postfix}]")
         stream = RealStream(self.data, self.sampler, p.step, cfg.num_workers,
                              pin_memory=self.ctx.device.type == "cuda")
-        window = _Window()
+        window = StatsWindow()
         try:
             while not self.finished():
                 t0 = time.perf_counter()
                 images, positions = next(stream)
                 before = p.cur_nimg
                 window.add(self.train_step(images, positions))
-                tick = _crossed(before, p.cur_nimg, cfg.tick_kimg)
+                tick = crossed(before, p.cur_nimg, cfg.tick_kimg)
                 if tick and self.ctx.device.type == "cuda":
                     torch.cuda.synchronize()  # a true time at each tick (steps run asynchronously between)
                 dt = time.perf_counter() - t0
                 p.train_time_s, p.elapsed_s = p.train_time_s + dt, p.elapsed_s + dt
-                window.time, window.nimg = window.time + dt, window.nimg + cfg.batch
+                window.add_time(dt, cfg.batch)
                 bar.update(cfg.batch / 1000.0)
                 session_done = stop_after_kimg is not None and p.cur_nimg - session_start >= stop_after_kimg * 1000
                 interrupted = self.ctx.any_flag(stopper.requested)
                 if tick or self.finished() or session_done or interrupted:
                     self.log_tick(window, bar)
                 t1 = time.perf_counter()
-                if _crossed(before, p.cur_nimg, cfg.snapshot_kimg) or self.finished() or session_done or interrupted:
+                if crossed(before, p.cur_nimg, cfg.snapshot_kimg) or self.finished() or session_done or interrupted:
                     self.snapshot()
                 p.elapsed_s += time.perf_counter() - t1
                 if interrupted:
@@ -223,46 +224,13 @@ class _Session:
             stream.close()
             bar.close()
 
-    def log_tick(self, window: "_Window", bar: tqdm) -> None:
+    def log_tick(self, window: StatsWindow, bar: tqdm) -> None:
         p, e = self.progress, self.engine
         record = {"event": "tick", "step": p.step, "kimg": round(p.kimg, 6), **window.flush(),
                   "p": e.augment_p, "rt": e.ada_rt, "elapsed_s": round(p.elapsed_s, 3)}
         self.log_file.write(record)
         bar.set_postfix(G=f"{record.get('loss/G', math.nan):.3f}", D=f"{record.get('loss/D', math.nan):.3f}",
                         p=f"{e.augment_p:.3f}", s_kimg=f"{record['s_per_kimg']:.1f}")
-
-
-def _crossed(before: int, after: int, every_kimg: float) -> bool:
-    """Whether ``[before, after)`` images crossed a multiple of ``every_kimg`` thousand."""
-    every = max(1, int(round(every_kimg * 1000)))
-    return after // every > before // every
-
-
-class _Window:
-    """Stats and time accumulated between two log lines (means over the steps that reported each stat)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.values: dict[str, list[torch.Tensor]] = {}
-        self.time, self.nimg = 0.0, 0
-
-    def add(self, stats: Stats) -> None:
-        for key, value in stats.items():
-            self.values.setdefault(key, []).append(value.detach().float().reshape(()))
-
-    def flush(self) -> dict[str, float]:
-        """Means (one device sync for all of them), kimg/s, s/kimg and seconds; then start a new window."""
-        keys = sorted(self.values)
-        means = [torch.stack(self.values[k]).mean() for k in keys]
-        device = next((m.device for m in means if m.device.type != "cpu"), torch.device("cpu"))
-        out: dict[str, float] = dict(zip(keys, torch.stack([m.to(device) for m in means]).tolist() if keys else []))
-        out["kimg_per_s"] = self.nimg / 1000.0 / self.time if self.time > 0 else 0.0
-        out["s_per_kimg"] = self.time / (self.nimg / 1000.0) if self.nimg else 0.0
-        out["sec"] = round(self.time, 3)
-        self.reset()
-        return out
 
 
 def train_gan(workspace: Workspace | str | Path, config: GanTrainConfig, resume: bool = True,

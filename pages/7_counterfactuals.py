@@ -6,7 +6,8 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from pages._gan import base_image, gan, grid, invert_upload, pc_meaning, renderer
+from pages._gan import (base_image, encode_film, encode_upload, encoder, gan, grid, invert_upload, pc_meaning,
+                        renderer)
 from pages._shared import aligned_embeddings, current_workspace, require, thumbnail
 from reid_core.errors import CxrReidError
 from reid_core.ui import counterfactuals as cf
@@ -28,6 +29,12 @@ except (CxrReidError, ValueError) as exc:
     st.error(f"Cannot open the generator: {exc}")
     st.stop()
 
+try:
+    E = encoder(ws)
+except (CxrReidError, ValueError) as exc:
+    st.warning(f"The generator's encoder cannot be used ({exc}); falling back to latent sampling and inversion.")
+    E = None
+
 m, emb = aligned_embeddings(ws)
 n_sliders = min(cf.MAX_SLIDERS, pca.n_components)
 slider_keys = [f"cf_pc{k}" for k in range(n_sliders)]
@@ -45,9 +52,23 @@ with controls:
     if source == "workspace":
         image_id = st.selectbox("Image id", m["image_id"].tolist(), key="cf_image")
         pos = int(np.flatnonzero(m["image_id"].to_numpy() == image_id)[0])
-        subject = cf.Subject(c0=emb[pos], real=thumbnail(ws, image_id), label=caption(m.iloc[pos]))
+        real = thumbnail(ws, image_id)
+        subject = cf.Subject(c0=emb[pos], real=real, label=caption(m.iloc[pos]))
+        if E is not None and real is not None:
+            subject = cf.Subject(c0=emb[pos], real=real, label=caption(m.iloc[pos]),
+                                 z=encode_film(ws, real, emb[pos], caption(m.iloc[pos])).subject.z)
     elif not (ws.embedder_dir / "model.safetensors").exists():
-        st.warning(f"Inverting an upload needs the trained embedder: run `cxr-reid train --workspace {ws.root}`")
+        st.warning(f"Using an upload needs the trained embedder: run `cxr-reid train --workspace {ws.root}`")
+    elif E is not None:
+        upload = st.file_uploader(f"DICOM, PNG or JPG (≤ {MAX_UPLOAD_MB} MB)", type=list(UPLOAD_TYPES),
+                                  max_upload_size=MAX_UPLOAD_MB, key="cf_upload")
+        if upload is not None:
+            try:
+                encoded = encode_upload(ws, upload.name, upload.getvalue())
+                subject = encoded.subject
+                st.caption(f"encoded and reconstructed in {encoded.seconds * 1000:.0f} ms")
+            except CxrReidError as exc:
+                st.error(f"Cannot use this upload: {exc}")
     else:
         steps = st.slider("Inversion steps", 10, 500, 100, 10, key="cf_invert_steps",
                           help="more steps reconstruct the upload more faithfully, and take longer")
@@ -59,10 +80,15 @@ with controls:
                 subject = inverted.subject
             except CxrReidError as exc:
                 st.error(f"Cannot use this upload: {exc}")
-    seed = int(st.number_input("Seed (latent z)", 0, 2**31 - 1, 0, 1, key="cf_seed",
-                               disabled=inverted is not None))
-    psi = st.slider("Truncation ψ", 0.0, 1.0, 0.7, 0.05, key="cf_psi", disabled=inverted is not None,
-                    help="0: the condition's typical image; 1: the full variety of the latent")
+    fixed_latent = inverted is not None or (subject is not None and subject.encoded)
+    if E is None:
+        seed = int(st.number_input("Seed (latent z)", 0, 2**31 - 1, 0, 1, key="cf_seed", disabled=fixed_latent))
+        psi = st.slider("Truncation ψ", 0.0, 1.0, 0.7, 0.05, key="cf_psi", disabled=fixed_latent,
+                        help="0: the condition's typical image; 1: the full variety of the latent")
+    else:
+        seed, psi = 0, 1.0
+        st.caption("The film is encoded: its nuisance (pose, exposure, acquisition, findings) is kept and only the "
+                   "identity moves.")
     st.markdown("**Identity PCs** (α in σ)")
     values = [st.slider(label, -cf.MAX_SIGMA, cf.MAX_SIGMA, 0.0, cf.SLIDER_STEP, key=key)
               for key, label in zip(slider_keys, cf.pc_labels(pca, n_sliders))]
@@ -70,7 +96,8 @@ with controls:
 
 with shown:
     if subject is None:
-        st.info("Choose a workspace image, or upload one to invert into the generator.")
+        verb = "encode" if E is not None else "invert into the generator"
+        st.info(f"Choose a workspace image, or upload one to {verb}.")
         st.stop()
     rend = renderer(ws, seed, psi)
     view = cf.render_view(rend, subject, cf.active_alphas(values), base_image(ws, seed, psi, subject))
@@ -80,7 +107,8 @@ with shown:
                       width="stretch", clamp=True)
     else:
         cols[0].caption(f"no prepared pixels to show: run `cxr-reid prepare --workspace {ws.root}`")
-    cols[1].image(view.base, caption="base (all α = 0)", width="stretch", clamp=True)
+    cols[1].image(view.base, caption="reconstruction (all α = 0)" if subject.encoded else "base (all α = 0)",
+                  width="stretch", clamp=True)
     cols[2].image(view.image, caption="counterfactual", width="stretch", clamp=True)
     cols[3].image(view.overlay, caption=f"|Δ| overlay (max {view.max_diff:.3f})", width="stretch")
     st.caption(f"counterfactual rendered in {view.render_ms:.0f} ms · {subject.label}"
@@ -94,6 +122,30 @@ with shown:
     d[2].download_button("Download GIF", partial(cf.sweep_gif, rend, subject, int(gif_pc)),
                          file_name=f"sweep_pc{int(gif_pc) + 1}.gif", mime="image/gif", key="cf_gif",
                          on_click="ignore")
+
+if subject.encoded:
+    st.subheader("Identity swap")
+    st.caption("The same film (its nuisance code) rendered with another patient's identity embedding: what the "
+               "generator draws as that patient's anatomy.")
+    others = m[m["patient_id"] != m.iloc[pos]["patient_id"]] if source == "workspace" else m
+    if not others.empty:
+        swap_id = st.selectbox("Identity of", others["image_id"].tolist(), key="cf_swap")
+        spos = int(np.flatnonzero(m["image_id"].to_numpy() == swap_id)[0])
+        swapped = subject.with_identity(emb[spos], f"identity of {caption(m.iloc[spos])}")
+        sw = st.columns(4)
+        sw[0].image(view.base, caption="this film (reconstruction)", width="stretch", clamp=True)
+        swap_img = base_image(ws, seed, psi, swapped)
+        sw[1].image(swap_img, caption="with the other identity", width="stretch", clamp=True)
+        other_real = thumbnail(ws, swap_id)
+        if other_real is not None:
+            sw[2].image(other_real, caption="a real film of that patient", width="stretch", clamp=True)
+        sw[3].image(cf.render_view(rend, swapped, {}, view.base).overlay, caption="|Δ| to this film",
+                    width="stretch")
+    quality = cf.quality_table(ws)
+    if quality is not None:
+        st.subheader("How good the generator is")
+        st.caption(quality.note)
+        st.dataframe(quality.table, hide_index=True, width="stretch", key="cf_quality")
 
 st.subheader("What each PC correlates with")
 note, summary, r2 = pc_meaning(ws, n_sliders)

@@ -34,6 +34,44 @@ def gan(ws: Workspace):
     return _gan(*_keys(ws))
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _encoder(root: str, gan_key: Key, enc_key: Key):
+    return cf.open_encoder(Workspace(root))
+
+
+def encoder(ws: Workspace):
+    """The generator's nuisance encoder (an autoencoder-trained generator), or None; raises CxrReidError subclasses."""
+    return _encoder(str(ws.root), file_key(ws.gan_dir / "G_ema.safetensors"),
+                    file_key(ws.gan_dir / "E_ema.safetensors"))
+
+
+@st.cache_data(show_spinner="encoding the film…", max_entries=64)
+def _encode_film(root: str, gan_key: Key, emb_key: Key, enc_key: Key, image: np.ndarray, c0: np.ndarray,
+                 label: str) -> cf.EncodedImage:
+    G, _ = _gan(root, gan_key, emb_key)
+    return cf.encode_image(G, _encoder(root, gan_key, enc_key), None, image, c0=c0, label=label)
+
+
+def encode_film(ws: Workspace, image: np.ndarray, c0: np.ndarray, label: str) -> cf.EncodedImage:
+    """A workspace film encoded with its stored identity embedding ``c0`` (cached per film)."""
+    return _encode_film(*_keys(ws), file_key(ws.gan_dir / "E_ema.safetensors"), image, c0, label)
+
+
+@st.cache_data(show_spinner="encoding the upload…", max_entries=8)
+def _encode_upload(root: str, gan_key: Key, emb_key: Key, enc_key: Key, weights_key: Key, name: str,
+                   data: bytes) -> cf.EncodedImage:
+    G, _ = _gan(root, gan_key, emb_key)
+    model = embedder(Workspace(root))
+    image = load_uploaded_image(name, data, model.config.image_size, MAX_UPLOAD_MB)
+    return cf.encode_image(G, _encoder(root, gan_key, enc_key), model, image, label="uploaded image (encoded)")
+
+
+def encode_upload(ws: Workspace, name: str, data: bytes) -> cf.EncodedImage:
+    """The upload encoded (identity from the embedder, nuisance from the encoder); raises CxrReidError subclasses."""
+    return _encode_upload(*_keys(ws), file_key(ws.gan_dir / "E_ema.safetensors"),
+                          file_key(ws.embedder_dir / "model.safetensors"), name, data)
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _renderer(root: str, gan_key: Key, emb_key: Key, seed: int, psi: float):
     G, pca = _gan(root, gan_key, emb_key)
@@ -46,13 +84,13 @@ def renderer(ws: Workspace, seed: int, psi: float):
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _base(root: str, gan_key: Key, emb_key: Key, seed: int, psi: float, c0: np.ndarray,
-          ws_arr: np.ndarray | None) -> np.ndarray:
-    return cf.Subject(c0=c0, ws=ws_arr).render(_renderer(root, gan_key, emb_key, seed, psi), None)
+          ws_arr: np.ndarray | None, z: np.ndarray | None = None) -> np.ndarray:
+    return cf.Subject(c0=c0, ws=ws_arr, z=z).render(_renderer(root, gan_key, emb_key, seed, psi), None)
 
 
 def base_image(ws: Workspace, seed: int, psi: float, subject: cf.Subject) -> np.ndarray:
     """The subject rendered with every α = 0 (cached: a slider move then costs one render, not two)."""
-    return _base(*_keys(ws), int(seed), round(float(psi), 4), subject.c0, subject.ws)
+    return _base(*_keys(ws), int(seed), round(float(psi), 4), subject.c0, subject.ws, subject.z)
 
 
 @st.cache_data(show_spinner="inverting the upload into the generator…", max_entries=8)
@@ -71,13 +109,13 @@ def invert_upload(ws: Workspace, name: str, data: bytes, steps: int) -> cf.Inver
 
 @st.cache_data(show_spinner="rendering the PCs × α grid…", max_entries=16)
 def _grid(root: str, gan_key: Key, emb_key: Key, seed: int, psi: float, c0: np.ndarray, ws_arr: np.ndarray | None,
-          pcs: tuple[int, ...]) -> np.ndarray:
-    subject = cf.Subject(c0=c0, ws=ws_arr)
+          pcs: tuple[int, ...], z: np.ndarray | None = None) -> np.ndarray:
+    subject = cf.Subject(c0=c0, ws=ws_arr, z=z)
     return cf.grid_image(cf.alpha_grid(_renderer(root, gan_key, emb_key, seed, psi), subject, pcs))
 
 
 def grid(ws: Workspace, seed: int, psi: float, subject: cf.Subject, pcs: tuple[int, ...]) -> np.ndarray:
-    return _grid(*_keys(ws), int(seed), round(float(psi), 4), subject.c0, subject.ws, tuple(pcs))
+    return _grid(*_keys(ws), int(seed), round(float(psi), 4), subject.c0, subject.ws, tuple(pcs), subject.z)
 
 
 @st.cache_data(show_spinner="correlating the PCs with the phantom's anatomy…", max_entries=4)

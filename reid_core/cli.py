@@ -18,6 +18,7 @@ from reid_core.demo import DEMO_PATIENTS, DEMO_SEED
 from reid_core.errors import CxrReidError
 from reid_core.prepare import DATASETS
 from reid_core.train.cli import add_train_arguments, run_train_command
+from gan.cae import cli as cae_cli
 from gan.cli import add_train_gan_arguments, run_train_gan_command
 
 DEMO_WORKSPACE = Path("workspaces/demo")
@@ -247,6 +248,10 @@ EXAMPLES = {
     "train": "example: cxr-reid train --workspace ws/phantom --set epochs=20 --set model.embedding_dim=64",
     "train-gan": "example: cxr-reid train-gan --workspace ws/phantom --res 128 --kimg 2000",
     "gan-evaluate": "example: cxr-reid gan-evaluate --workspace ws/phantom --n 2000",
+    "train-cae": cae_cli.TRAIN_CAE_EXAMPLE,
+    "cae-evaluate": "example: cxr-reid cae-evaluate --workspace ws/phantom1500 --judge checkpoints/judge",
+    "counterfactuals": ("example: cxr-reid counterfactuals --workspace workspaces/demo --images P00004_s00 "
+                        "--swap-with P00069_s01 --out figures/"),
     "embed": "example: cxr-reid embed --workspace ws/phantom --batch-size 128",
     "evaluate": ("examples:\n  cxr-reid evaluate --workspace ws/phantom --out ws/phantom/report.json\n"
                  "  cxr-reid evaluate --workspace ws/phantom --dims 4,8,16,32,64,128 --set epochs=20"),
@@ -320,6 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--psi", type=float, default=1.0, help="truncation (default 1: none)")
     p.add_argument("--max-real", type=int, default=5000, help="real images for the Fréchet statistics")
     p.add_argument("--seed", type=int, default=0)
+
+    cae_cli.add_train_cae_arguments(add(
+        "train-cae", lambda a: cae_cli.run_train_cae_command(a),
+        "Train the counterfactual generator as a conditional autoencoder (CPU-friendly; resumable)."))
+    cae_cli.add_cae_evaluate_arguments(add(
+        "cae-evaluate", lambda a: cae_cli.run_cae_evaluate_command(a),
+        "Judge the autoencoder-trained generator on held-out patients with two recognisers (gan/metrics.json)."))
+    cae_cli.add_counterfactuals_arguments(add(
+        "counterfactuals", lambda a: cae_cli.run_counterfactuals_command(a),
+        "Write PC x alpha grids, |delta| maps, GIF sweeps and identity swaps of workspace images as PNG/GIF."))
 
     p = add("embed", _cmd_embed, "Embed every workspace image (embeddings.npz + index.faiss).")
     p.add_argument("--workspace", required=True, type=Path)

@@ -33,6 +33,7 @@ from reid_core.ui.overlay import heat_overlay, normalise
 from reid_core.workspace import Workspace
 
 if TYPE_CHECKING:
+    from gan.cae.encoder import NuisanceEncoder
     from gan.networks import Generator
     from reid_core.model import Embedder
 
@@ -76,19 +77,37 @@ def make_renderer(G: Generator, pca: IdentityPCA, seed: int, psi: float) -> Coun
 # ---------------------------------------------------------------------------- subjects
 @dataclass(frozen=True)
 class Subject:
-    """``c0`` (c_dim,), an inverted latent ``ws`` (1×num_ws×w_dim, or None), the real image for display."""
+    """``c0`` (c_dim,), an inverted latent ``ws`` (1×num_ws×w_dim) or an encoded nuisance code ``z`` (z_dim,)
+    (at most one of the two), the real image for display."""
 
     c0: np.ndarray
     ws: np.ndarray | None = None
     real: np.ndarray | None = None
     label: str = ""
+    z: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.ws is not None and self.z is not None:
+            raise ValueError("a subject has an inverted latent ws or an encoded code z, not both")
 
     @property
     def inverted(self) -> bool:
         return self.ws is not None
 
+    @property
+    def encoded(self) -> bool:
+        return self.z is not None
+
+    def with_identity(self, c: np.ndarray, label: str) -> Subject:
+        """The same film (code ``z``) with another identity ``c``: an identity swap (encoded subjects only)."""
+        if self.z is None:
+            raise ValueError("an identity swap needs an encoded subject (a generator trained with its encoder)")
+        return Subject(c0=np.asarray(c, dtype=np.float32), real=None, label=label, z=self.z)
+
     def render(self, renderer: CounterfactualRenderer, alphas: dict[int, float] | None = None) -> np.ndarray:
         """H×W image in [0, 1] moved by ``alphas`` ({pc: α in σ}); the base image when empty/None."""
+        if self.z is not None:
+            return renderer.render_z(self.z, self.c0, alphas or None)
         if self.ws is None:
             return renderer.render(self.c0, alphas or None)
         return renderer.render_ws(torch.from_numpy(self.ws), self.c0, alphas or None)
@@ -118,6 +137,51 @@ def invert_image(G: Generator, embedder: Embedder, image: np.ndarray, steps: int
                       label="uploaded image (inverted)")
     return InvertedImage(subject, res.image, res.target, float(res.losses["pixel"][-1]), int(steps),
                          time.perf_counter() - t0)
+
+
+def open_encoder(ws: Workspace) -> NuisanceEncoder | None:
+    """The generator's nuisance encoder when it was trained as an autoencoder (``gan/E_ema``), else None."""
+    from gan.cae.io import has_encoder, load_encoder
+
+    return load_encoder(ws.gan_dir) if has_encoder(ws.gan_dir) else None
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """A film encoded for counterfactuals: the subject (``c0`` from the embedder, ``z`` from the encoder),
+    its reconstruction, the film at the generator's resolution and the seconds encoding + first render took."""
+
+    subject: Subject
+    reconstruction: np.ndarray
+    target: np.ndarray
+    seconds: float
+
+
+def encode_image(G: Generator, encoder: NuisanceEncoder, embedder: Embedder | None, image: np.ndarray,
+                 c0: np.ndarray | None = None, label: str = "") -> EncodedImage:
+    """Encode a uint8 (or [0, 1]) film: identity ``c0`` (given, or the embedder's), nuisance code = E's mean.
+
+    One embedder pass, one encoder pass and one generator pass: the first counterfactual
+    (the reconstruction, α = 0) is ready when this returns.
+    """
+    from gan.io import resize
+
+    arr = np.asarray(image)
+    x = torch.from_numpy(arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0))[None, None]
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        if c0 is None:
+            if embedder is None:
+                raise ValueError("encode_image needs c0 or an embedder")
+            c0 = embedder.embed(resize(x, int(embedder.config.image_size)))[0].numpy()
+        xg = resize(x, G.img_resolution)
+        mu, _ = encoder(xg * 2.0 - 1.0)
+        z = mu[0].numpy().astype(np.float32)
+        c0 = np.asarray(c0, dtype=np.float32).reshape(-1)
+        ws = G.mapping(torch.from_numpy(z)[None], torch.from_numpy(c0)[None], truncation_psi=1.0)
+        rec = (G.synthesis(ws, noise_mode="const")[0, 0] * 0.5 + 0.5).clamp(0, 1).numpy().astype(np.float32)
+    subject = Subject(c0=c0, real=xg[0, 0].numpy(), label=label, z=z)
+    return EncodedImage(subject, rec, xg[0, 0].numpy(), time.perf_counter() - t0)
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -247,3 +311,60 @@ def pc_meaning(pca: IdentityPCA, embeddings: np.ndarray, image_ids: Sequence[str
             row[f"factor {rank}"] = f"{factor} (R² {value:.2f})"
         rows.append(row)
     return pd.DataFrame(rows), r2
+
+
+# ---------------------------------------------------------------------------- how good the generator is
+@dataclass(frozen=True)
+class Quality:
+    """The generator's judged figures as a table, and a note on what data they come from."""
+
+    table: pd.DataFrame
+    note: str
+
+
+IDENTITY_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("swap_top1_to_B", "identity swap: recognised as the new identity", "≥ 0.90"),
+    ("swap_top1_to_A", "identity swap: still recognised as the film's own patient", "≤ 0.05"),
+    ("reconstruction_top1", "reconstruction: recognised as its patient", "≥ 0.95"),
+    ("sampled_nuisance_top1", "sampled nuisance: recognised as the identity's patient", "≥ 0.90"),
+    ("real_top1", "real films (the recogniser's ceiling)", ""),
+)
+
+
+def quality_table(ws: Workspace) -> Quality | None:
+    """The autoencoder figures of ``gan/metrics.json`` (``cxr-reid cae-evaluate``), or None when absent."""
+    import json
+
+    path = ws.gan_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8")).get("autoencoder")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("judges"), dict):
+        return None
+    judges = list(metrics["judges"])
+    rows = []
+    for key, label, goal in IDENTITY_ROWS:
+        row = {"figure (top-1 among held-out patients)": label, "goal": goal}
+        for j in judges:
+            value = metrics["judges"][j].get(key)
+            row[j] = None if value is None else round(float(value), 3)
+        rows.append(row)
+    rec, real = metrics.get("reconstruction", {}), metrics.get("realism", {})
+    extra = [f"reconstruction PSNR {rec.get('psnr_db', float('nan')):.1f} dB, SSIM {rec.get('ssim', float('nan')):.3f}"]
+    gen, base = real.get("generated", {}), real.get("real_baseline", {})
+    if gen:
+        extra.append(f"realism ({real.get('judge')}, {real.get('n_per_set')} per set): C2ST AUC "
+                     f"{gen.get('c2st_auc', float('nan')):.2f} (real vs real {base.get('c2st_auc', float('nan')):.2f}, "
+                     f"goal ≤ 0.80), KID×1000 {gen.get('kid_x1000', float('nan')):.1f} "
+                     f"({base.get('kid_x1000', float('nan')):.1f}), precision {gen.get('precision', float('nan')):.2f} "
+                     f"/ recall {gen.get('recall', float('nan')):.2f}")
+    pcm = metrics.get("pc_meaning")
+    if isinstance(pcm, dict):
+        extra.append(f"PC meaning: for {pcm.get('agree')} of {len(pcm.get('table', []))} top PCs the factor a sweep "
+                     "moves most is the one the PC correlates with on real films (goal ≥ 4 of 5)")
+    note = (f"{metrics.get('n_patients')} held-out patients ({metrics.get('split')} split, never seen by the "
+            f"generator), {metrics.get('n_films')} films at {metrics.get('resolution')} px; judged by the "
+            f"conditioning embedder and an independent recogniser ({metrics.get('judge_backbone')}, never in any "
+            "generator loss). " + "; ".join(extra) + ".")
+    return Quality(pd.DataFrame(rows), note)

@@ -1,0 +1,110 @@
+"""``cxr-reid train-cae``, ``cae-evaluate`` and ``counterfactuals``: argument parsers and runners."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from reid_core.errors import CxrReidError, TrainingError
+
+log = logging.getLogger(__name__)
+
+TRAIN_CAE_EXAMPLE = """examples:
+  cxr-reid train-cae --workspace ws/phantom --kimg 300
+  cxr-reid train-cae --workspace ws/phantom --stop-after-kimg 20     (time slices; run again to go on)
+  cxr-reid train-cae --workspace ws/phantom --set arch.g_channel_base=4096 --set adv_weight=0"""
+
+
+def add_train_cae_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--workspace", required=True, type=Path,
+                   help="workspace with prepared images, embedder/ and embeddings.npz")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one option, e.g. kimg=100, id_weight=1, arch.n_dim=32 (repeatable)")
+    p.add_argument("--kimg", type=float, help="training budget in thousands of images")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue the run in WORKSPACE/gan (default); --no-resume starts over")
+    p.add_argument("--stop-after-kimg", type=float, help="end this session after N kimg (state saved)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run_train_cae_command(args: argparse.Namespace) -> int:
+    from gan.cae.config import CaeTrainConfig
+    from gan.cae.train import train_cae
+
+    overrides = list(args.overrides) + ([f"kimg={args.kimg}"] if args.kimg is not None else [])
+    try:
+        config = CaeTrainConfig().with_overrides(overrides)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    if args.print_config:
+        print(json.dumps(config.to_dict(), indent=2))
+        return 0
+    r = train_cae(args.workspace, config, resume=args.resume, progress=not args.quiet,
+                  stop_after_kimg=args.stop_after_kimg)
+    state = "finished" if r.finished else "stopped (run the same command to continue)"
+    print(f"autoencoder {state}: {r.kimg:.1f} of {config.kimg:g} kimg, {r.s_per_kimg:.1f} s/kimg → {r.gan_dir}")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def add_cae_evaluate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--workspace", required=True, type=Path)
+    p.add_argument("--judge", type=Path, default=Path("checkpoints/judge"),
+                   help="the independent recogniser's checkpoint folder (default checkpoints/judge)")
+    p.add_argument("--patients", type=int, default=100, help="held-out patients to judge (default 100)")
+    p.add_argument("--split", default="test", help="split of the held-out patients (default test)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def run_cae_evaluate_command(args: argparse.Namespace) -> int:
+    from gan.cae.report import evaluate_workspace_generator
+
+    metrics, path = evaluate_workspace_generator(args.workspace, args.judge, args.patients, args.split, args.seed)
+    for judge, figs in metrics["judges"].items():
+        print(f"{judge}: " + ", ".join(f"{k} {v:.3f}" for k, v in figs.items()))
+    g, b = metrics["realism"]["generated"], metrics["realism"]["real_baseline"]
+    print(f"realism: KID×1000 {g['kid_x1000']:.2f} (real vs real {b['kid_x1000']:.2f}), C2ST AUC "
+          f"{g['c2st_auc']:.3f} ({b['c2st_auc']:.3f})")
+    agree = metrics.get("pc_meaning", {}).get("agree")
+    if agree is not None:
+        print(f"PC meaning: {agree} of {len(metrics['pc_meaning']['table'])} PCs agree")
+    print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- figures
+
+def add_counterfactuals_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--workspace", required=True, type=Path)
+    p.add_argument("--images", required=True, nargs="+", metavar="IMAGE_ID", help="workspace image ids")
+    p.add_argument("--out", required=True, type=Path, help="folder for the PNG/GIF files")
+    p.add_argument("--pcs", type=int, default=5, help="identity PCs in the grid and the GIFs (default 5)")
+    p.add_argument("--alphas", default="-3,-1.5,0,1.5,3",
+                   help="α values of the grid in σ, must include 0; write --alphas=-2,0,2 (a leading minus)")
+    p.add_argument("--swap-with", nargs="*", default=[], metavar="IMAGE_ID",
+                   help="render each image with these images' identities (encoder-trained generators)")
+    p.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling of PNGs (default 4)")
+    return p
+
+
+def run_counterfactuals_command(args: argparse.Namespace) -> int:
+    from gan.cae.figures import write_figures
+
+    try:
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
+    except ValueError:
+        raise CxrReidError(f"--alphas: expected comma-separated numbers, got {args.alphas!r}") from None
+    if 0.0 not in alphas:
+        raise CxrReidError("--alphas must include 0 (the |Δ| maps compare against it)")
+    if args.pcs < 1 or args.scale < 1:
+        raise CxrReidError("--pcs and --scale must be >= 1")
+    written = write_figures(args.workspace, args.images, args.out, n_pcs=args.pcs, alphas=alphas,
+                            swap_with=args.swap_with, scale=args.scale)
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,295 @@
+"""Training loop of the conditional autoencoder: :func:`train_cae` turns a workspace into ``gan/``.
+
+Writes into ``workspace.gan_dir``::
+
+    train_config.json            the resolved options and architectures, at the start of every session
+    G_ema.safetensors            + config.json, E_ema.safetensors + encoder.json (see gan.cae.io)
+    samples.png                  per row: real film | reconstruction | two identity swaps | a prior sample
+    train_log.jsonl              one line per tick: losses, kimg, s/kimg
+    resume/                      state.safetensors + state.json
+
+Checkpoints, samples and the resume state are written together every
+``snapshot_kimg``, at the end, at ``stop_after_kimg`` and on SIGINT/SIGTERM
+(which then raise KeyboardInterrupt). Each step reseeds the global torch RNG
+from ``(seed, step)`` and reads the batch :class:`~gan.cae.data.PairSampler`
+assigns to ``(seed, step)``, so training N steps straight equals training k
+steps, resuming and training N − k more (bit for bit on CPU).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gan.cae.config import RESUMABLE_CHANGES, CaeTrainConfig
+from gan.cae.data import PairData, PairSampler, load_pair_data
+from gan.cae.encoder import EncoderConfig
+from gan.cae.engine import CaeEngine
+from gan.cae.io import E_META_NAME, E_NAME, save_cae
+from gan.data import RealStream, to_model_images
+from gan.io import G_NAME, META_NAME
+from gan.snapshot import SAMPLES_NAME, save_png_atomic
+from reid_core.checkpoint import load_state, save_state
+from reid_core.errors import CheckpointError, TrainingError, WorkspaceError
+from reid_core.train.loop import derive_seed
+from reid_core.train.runlog import JsonlLog, write_json_atomic
+from reid_core.train.signals import StopRequest
+from reid_core.train.state import check_resumable
+from reid_core.train.window import StatsWindow, crossed
+from reid_core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+_SEED_STEP = 0xCAE3
+STATE_NAME, STATE_VERSION = "state", 1
+OUTPUT_FILES = (f"{G_NAME}.safetensors", f"{META_NAME}.json", f"{E_NAME}.safetensors", f"{E_META_NAME}.json",
+                SAMPLES_NAME, "metrics.json", "train_config.json", "train_log.jsonl")
+
+
+@dataclass
+class CaeProgress:
+    """Counters of a run: optimiser steps, images shown, wall and step time."""
+
+    step: int = 0
+    cur_nimg: int = 0
+    elapsed_s: float = 0.0
+    train_time_s: float = 0.0
+
+    @property
+    def kimg(self) -> float:
+        return self.cur_nimg / 1000.0
+
+
+@dataclass
+class CaeTrainResult:
+    """What a :func:`train_cae` call did."""
+
+    gan_dir: Path
+    steps: int
+    kimg: float
+    finished: bool
+    resumed_from: int | None
+    elapsed_s: float
+    s_per_kimg: float
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def _load_embedder(ws: Workspace):  # noqa: ANN202 - Embedder, imported lazily
+    from reid_core.checkpoint import load_embedder
+
+    try:
+        return load_embedder(ws.embedder_dir)
+    except CheckpointError as exc:
+        raise WorkspaceError(f"the autoencoder's identity cycle needs the workspace's embedder: {exc}") from None
+
+
+class _Session:
+    def __init__(self, ws: Workspace, cfg: CaeTrainConfig, resume: bool, progress_bar: bool) -> None:
+        self.ws, self.cfg, self.out = ws, cfg, ws.gan_dir
+        self.device = _device(cfg.device)
+        self.pairs: PairData = load_pair_data(ws, cfg.res, cfg.splits)
+        data = self.pairs.data
+        self.state = self._read_state() if resume else None
+        self.gan_cfg = cfg.arch.gan_config(data.resolution, data.c_dim)
+        self.enc_cfg = EncoderConfig(resolution=data.resolution, n_dim=cfg.arch.n_dim,
+                                     channel_base=cfg.arch.e_channel_base, channel_max=cfg.arch.e_channel_max)
+        self.engine = CaeEngine(self.gan_cfg, self.enc_cfg, cfg, _load_embedder(ws), self.device)
+        self.progress = CaeProgress()
+        self.sampler = PairSampler(self.pairs.groups, cfg.batch, cfg.seed)
+        self.c_pool = torch.from_numpy(data.conditions).to(self.device)
+        self.log_file = JsonlLog(self.out / "train_log.jsonl")
+        self.show_bar = progress_bar
+        self.grid = self._grid_inputs()
+
+    # ---------------------------------------------------------------- state
+    def _resume_dir(self) -> Path:
+        return self.out / "resume"
+
+    def _read_state(self) -> dict[str, Any] | None:
+        folder = self._resume_dir()
+        if not (folder / f"{STATE_NAME}.json").is_file():
+            return None
+        try:
+            state = load_state(folder, STATE_NAME)
+        except CheckpointError as exc:
+            raise TrainingError(f"cannot resume the autoencoder: {exc}. Start over with --no-resume") from None
+        if state.get("version") != STATE_VERSION or state.get("objective") != "autoencoder":
+            raise TrainingError(f"{folder} does not hold an autoencoder run of this version; "
+                                "start over with --no-resume")
+        check_resumable(state["config"], self.cfg.to_dict(), folder, resumable=RESUMABLE_CHANGES,
+                        what="autoencoder run")
+        return state
+
+    def restore_or_reset(self) -> int | None:
+        """Load the resume state (returns its step) or clear the previous run's files (returns None)."""
+        if self.state is not None:
+            self.engine.load_state_dict(self.state["engine"])
+            self.progress = CaeProgress(**self.state["progress"])
+            self.state = None
+            log.info("resuming the autoencoder at step %d (%.3f kimg)", self.progress.step, self.progress.kimg)
+            return self.progress.step
+        old = [n for n in OUTPUT_FILES if (self.out / n).exists()]
+        if old or self._resume_dir().exists():
+            log.info("starting the autoencoder over in %s: removing %s", self.out, old + ["resume/"])
+        shutil.rmtree(self._resume_dir(), ignore_errors=True)
+        for name in old:
+            (self.out / name).unlink(missing_ok=True)
+        return None
+
+    def save(self) -> None:
+        """Checkpoints, samples.png and the resume state."""
+        t0 = time.perf_counter()
+        folder = self._resume_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        p = self.progress
+        save_state(folder, STATE_NAME, {"version": STATE_VERSION, "objective": "autoencoder",
+                                        "engine": self.engine.state_dict(), "config": self.cfg.to_dict(),
+                                        "progress": {"step": p.step, "cur_nimg": p.cur_nimg,
+                                                     "elapsed_s": p.elapsed_s, "train_time_s": p.train_time_s}})
+        save_cae(self.out, self.engine.G_ema, self.engine.E_ema, self.gan_cfg, self.enc_cfg, self.cfg.to_dict(),
+                 self.stats_summary())
+        save_png_atomic(self.out / SAMPLES_NAME, self.render_grid())
+        self.log_file.write({"event": "snapshot", "step": p.step, "kimg": p.kimg,
+                             "snapshot_s": round(time.perf_counter() - t0, 3)})
+
+    def stats_summary(self) -> dict[str, Any]:
+        p = self.progress
+        return {"objective": "autoencoder", "step": p.step, "kimg": p.kimg, "total_kimg": self.cfg.kimg,
+                "elapsed_s": round(p.elapsed_s, 3), "train_time_s": round(p.train_time_s, 3),
+                "s_per_kimg": round(p.train_time_s / p.kimg, 4) if p.cur_nimg else 0.0,
+                "device": str(self.device), "threads": torch.get_num_threads(),
+                "n_images": len(self.pairs.data), "n_patients": len(self.pairs.groups)}
+
+    def write_run_config(self) -> None:
+        write_json_atomic(self.out / "train_config.json", {
+            "objective": "autoencoder", "train": self.cfg.to_dict(), "gan": self.gan_cfg.to_dict(),
+            "encoder": self.enc_cfg.to_dict(), "n_images": len(self.pairs.data),
+            "n_patients": len(self.pairs.groups), "store": self.pairs.data.store_path.name})
+
+    # ---------------------------------------------------------------- samples
+    def _grid_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.cfg.seed, 0x5A4])
+        groups = self.pairs.groups
+        picks = [groups[i][0] for i in rng.choice(len(groups), min(self.cfg.grid_rows, len(groups)), replace=False)]
+        data = self.pairs.data
+        store = np.load(data.store_path, mmap_mode="r")
+        images = torch.from_numpy(np.asarray(store[data.rows[np.asarray(picks)]]))
+        reals = to_model_images(images, self.device, data.resolution, channels_last=False)
+        return reals, self.c_pool[torch.as_tensor(picks, device=self.device)]
+
+    @torch.no_grad()
+    def render_grid(self) -> np.ndarray:
+        """uint8 grid: per row real | reconstruction | swap to the next two rows' identities | prior sample."""
+        from gan.snapshot import _tile
+
+        reals, c = self.grid
+        G, E = self.engine.G_ema, self.engine.E_ema
+        mu, _ = E(reals)
+        k = len(reals)
+        nxt, nxt2 = torch.roll(torch.arange(k), -1), torch.roll(torch.arange(k), -2)
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        prior = torch.randn(k, mu.shape[1], generator=gen).to(self.device)
+        cols = [reals, G(mu, c, noise_mode="const"), G(mu, c[nxt], noise_mode="const"),
+                G(mu, c[nxt2], noise_mode="const"), G(prior, c, noise_mode="const")]
+        return _tile(torch.stack(cols, dim=1))
+
+    # ---------------------------------------------------------------- the loop
+    @property
+    def total_nimg(self) -> int:
+        return int(round(self.cfg.kimg * 1000))
+
+    def finished(self) -> bool:
+        return self.progress.cur_nimg >= self.total_nimg
+
+    def run(self, stop_after_kimg: float | None, stopper: StopRequest) -> str:
+        """Train until the budget, ``stop_after_kimg`` or a signal; returns ``finished`` or ``stopped``."""
+        p, cfg = self.progress, self.cfg
+        session_start = p.cur_nimg
+        bar = tqdm(total=cfg.kimg, initial=p.kimg, disable=not self.show_bar, desc="train-cae", dynamic_ncols=True,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}"
+                              "{postfix}]")
+        data = self.pairs.data
+        stream = RealStream(data, self.sampler, p.step)
+        window = StatsWindow()
+        try:
+            while not self.finished():
+                t0 = time.perf_counter()
+                images, positions = next(stream)
+                torch.manual_seed(derive_seed(cfg.seed, _SEED_STEP, p.step, 0))
+                x = to_model_images(images, self.device, data.resolution, channels_last=False)
+                stats = self.engine.step(x, self.c_pool[positions.to(self.device)], p.step, p.cur_nimg)
+                before = p.cur_nimg
+                p.step += 1
+                p.cur_nimg += cfg.batch
+                window.add(stats)
+                dt = time.perf_counter() - t0
+                p.train_time_s, p.elapsed_s = p.train_time_s + dt, p.elapsed_s + dt
+                window.add_time(dt, cfg.batch)
+                bar.update(cfg.batch / 1000.0)
+                session_done = stop_after_kimg is not None and p.cur_nimg - session_start >= stop_after_kimg * 1000
+                interrupted = stopper.requested
+                if crossed(before, p.cur_nimg, cfg.tick_kimg) or self.finished() or session_done or interrupted:
+                    self.log_tick(window, bar)
+                t1 = time.perf_counter()
+                if crossed(before, p.cur_nimg, cfg.snapshot_kimg) or self.finished() or session_done or interrupted:
+                    self.save()
+                p.elapsed_s += time.perf_counter() - t1
+                if interrupted:
+                    raise KeyboardInterrupt
+                if session_done and not self.finished():
+                    return "stopped"
+            return "finished"
+        finally:
+            stream.close()
+            bar.close()
+
+    def log_tick(self, window: StatsWindow, bar: tqdm) -> None:
+        p = self.progress
+        record = {"event": "tick", "step": p.step, "kimg": round(p.kimg, 6), **window.flush(),
+                  "elapsed_s": round(p.elapsed_s, 3)}
+        self.log_file.write(record)
+        bar.set_postfix(l1=f"{record.get('loss/l1', math.nan):.3f}", id=f"{record.get('loss/id', math.nan):.3f}",
+                        s_kimg=f"{record['s_per_kimg']:.1f}")
+
+
+def train_cae(workspace: Workspace | str | Path, config: CaeTrainConfig, resume: bool = True,
+              progress: bool = True, stop_after_kimg: float | None = None) -> CaeTrainResult:
+    """Train the conditional autoencoder of ``workspace`` into ``workspace.gan_dir`` (see module docstring).
+
+    ``resume``: continue from ``gan/resume/`` when it holds an autoencoder run;
+    False starts over, deleting the previous run's files. ``stop_after_kimg``:
+    end this session after that many thousand images (state saved). Needs the
+    workspace's prepared images, ``embeddings.npz`` and the embedder that made
+    them (WorkspaceError otherwise); TrainingError on bad options.
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    if stop_after_kimg is not None and stop_after_kimg <= 0:
+        raise ValueError(f"stop_after_kimg must be None or > 0, got {stop_after_kimg}")
+    session = _Session(ws, config, resume, progress)
+    ws.gan_dir.mkdir(parents=True, exist_ok=True)
+    resumed_from = session.restore_or_reset()
+    p = session.progress
+    if resumed_from is not None and session.finished():
+        return CaeTrainResult(ws.gan_dir, p.step, p.kimg, True, resumed_from, p.elapsed_s, 0.0)
+    session.log_file.start(resumed_from)
+    session.write_run_config()
+    with StopRequest().installed() as stopper:
+        outcome = session.run(stop_after_kimg, stopper)
+    summary = session.stats_summary()
+    return CaeTrainResult(ws.gan_dir, p.step, p.kimg, outcome == "finished", resumed_from, p.elapsed_s,
+                          float(summary["s_per_kimg"]))

@@ -1,0 +1,40 @@
+"""Run-layer helpers shared by the trainers: a stats window between log lines and the "crossed a multiple" test."""
+from __future__ import annotations
+
+import torch
+
+
+def crossed(before: int, after: int, every_kimg: float) -> bool:
+    """Whether ``[before, after)`` images crossed a multiple of ``every_kimg`` thousand."""
+    every = max(1, int(round(every_kimg * 1000)))
+    return after // every > before // every
+
+
+class StatsWindow:
+    """Stats and time accumulated between two log lines (means over the steps that reported each stat)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.values: dict[str, list[torch.Tensor]] = {}
+        self.time, self.nimg = 0.0, 0
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        for key, value in stats.items():
+            self.values.setdefault(key, []).append(torch.as_tensor(value).detach().float().reshape(()))
+
+    def add_time(self, seconds: float, nimg: int) -> None:
+        self.time, self.nimg = self.time + seconds, self.nimg + nimg
+
+    def flush(self) -> dict[str, float]:
+        """Means (one device sync for all of them), kimg/s, s/kimg and seconds; then start a new window."""
+        keys = sorted(self.values)
+        means = [torch.stack(self.values[k]).mean() for k in keys]
+        device = next((m.device for m in means if m.device.type != "cpu"), torch.device("cpu"))
+        out: dict[str, float] = dict(zip(keys, torch.stack([m.to(device) for m in means]).tolist() if keys else []))
+        out["kimg_per_s"] = self.nimg / 1000.0 / self.time if self.time > 0 else 0.0
+        out["s_per_kimg"] = self.time / (self.nimg / 1000.0) if self.nimg else 0.0
+        out["sec"] = round(self.time, 3)
+        self.reset()
+        return out

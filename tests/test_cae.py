@@ -1,0 +1,249 @@
+"""The conditional autoencoder (gan.cae): config, pair sampling, the objective on a toy, resume, checkpoints."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import reid_core  # noqa: F401  (before timm)
+from gan.cae.config import CaeArch, CaeTrainConfig
+from gan.cae.data import PairSampler, load_pair_data
+from gan.cae.encoder import EncoderConfig, NuisanceEncoder, kl_to_prior
+from gan.cae.engine import CaeEngine, other_patient_rows, partner_rows
+from gan.cae.io import load_encoder
+from gan.cae.train import train_cae
+from gan.io import load_generator
+from reid_core.checkpoint import load_checkpoint, save_embedder
+from reid_core.data.manifest import load_manifest
+from reid_core.embed import EmbeddingTable
+from reid_core.errors import CheckpointError, TrainingError
+from reid_core.model import Embedder
+from reid_core.train.runlog import read_jsonl
+from reid_core.typed_config import TypedConfig
+from train_fixtures import make_workspace
+
+TINY_ARCH = CaeArch(n_dim=4, w_dim=32, g_channel_base=256, g_channel_max=32, e_channel_base=128, e_channel_max=32,
+                    d_channel_base=128, d_channel_max=32)
+
+
+def tiny(**overrides) -> CaeTrainConfig:
+    base = dict(res=16, batch=8, kimg=0.048, tick_kimg=0.016, snapshot_kimg=0.024, adv_start_kimg=0.016,
+                adv_ramp_kimg=0.0, r1_interval=2, ema_kimg=0.01, grid_rows=3, device="cpu", arch=TINY_ARCH)
+    base.update(overrides)
+    return CaeTrainConfig(**base)
+
+
+# --------------------------------------------------------------------------- config
+
+def test_config_round_trips_and_refuses_unknown_or_mistyped_values():
+    cfg = tiny(betas=(0.5, 0.9))
+    assert CaeTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    moved = cfg.with_overrides(["arch.n_dim=8", "id_weight=1", "betas=[0.0, 0.99]", "splits=all"])
+    assert moved.arch.n_dim == 8 and moved.id_weight == 1.0 and moved.betas == (0.0, 0.99) and moved.splits == "all"
+    assert moved.arch.w_dim == TINY_ARCH.w_dim  # untouched fields of the nested config survive
+    with pytest.raises(ValueError, match="unknown key"):
+        cfg.with_overrides(["arch.nope=1"])
+    with pytest.raises(ValueError, match="unknown key"):
+        CaeTrainConfig.from_dict({"learning_rate": 1})
+    with pytest.raises(ValueError, match="batch must be of type int"):
+        CaeTrainConfig.from_dict({"batch": "16"})
+    with pytest.raises(ValueError, match="splits must be one of"):
+        CaeTrainConfig.from_dict({"splits": "test"})
+    with pytest.raises(ValueError, match="even"):
+        tiny(batch=7)
+    with pytest.raises(ValueError, match="arch.n_dim"):
+        CaeTrainConfig.from_dict({"arch": {"n_dim": 0}})
+    with pytest.raises(ValueError, match="key=value"):
+        cfg.with_overrides(["kimg"])
+    assert issubclass(CaeTrainConfig, TypedConfig)
+
+
+def test_adversarial_weight_ramps_in():
+    cfg = tiny(adv_weight=0.1, adv_start_kimg=10.0, adv_ramp_kimg=10.0)
+    assert cfg.adv_scale(9.9) == 0.0
+    assert cfg.adv_scale(15.0) == pytest.approx(0.05)
+    assert cfg.adv_scale(25.0) == pytest.approx(0.1)
+    assert tiny(adv_weight=0.0).adv_scale(100.0) == 0.0
+
+
+# --------------------------------------------------------------------------- pairs
+
+def test_pair_sampler_gives_two_distinct_films_of_one_patient_deterministically():
+    groups = [np.array([0, 1, 2]), np.array([3, 4]), np.array([5, 6, 7, 8]), np.array([9, 10])]
+    owner = {int(p): g for g, rows in enumerate(groups) for p in rows}
+    s = PairSampler(groups, batch=4, seed=3)
+    seen = set()
+    for step in range(6):
+        pos = s.positions(step)
+        assert pos.shape == (4,)
+        for a, b in pos.reshape(-1, 2):
+            assert a != b and owner[int(a)] == owner[int(b)]
+        seen.update(owner[int(p)] for p in pos)
+        assert np.array_equal(pos, PairSampler(groups, batch=4, seed=3).positions(step))  # a function of (seed, step)
+    assert seen == {0, 1, 2, 3}
+    assert partner_rows(6).tolist() == [1, 0, 3, 2, 5, 4]
+    assert other_patient_rows(6).tolist() == [2, 3, 4, 5, 0, 1]
+
+
+def test_encoder_shapes_and_kl():
+    E = NuisanceEncoder(EncoderConfig(resolution=16, n_dim=5, channel_base=64, channel_max=16))
+    mu, logvar = E(torch.zeros(3, 1, 16, 16))
+    assert mu.shape == logvar.shape == (3, 5)
+    assert float(kl_to_prior(torch.zeros(2, 5), torch.zeros(2, 5))) == 0.0
+    assert float(kl_to_prior(torch.ones(2, 5), torch.zeros(2, 5))) == pytest.approx(2.5)
+
+
+# --------------------------------------------------------------------------- the objective on a toy
+
+class CentroidEmbedder(nn.Module):
+    """Toy 'identity embedder': the unit direction from the image centre to the bright blob's centroid."""
+
+    class config:  # noqa: N801 - mimics Embedder.config
+        image_size = 16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = (x - x.mean(dim=(2, 3), keepdim=True)).clamp_min(0) ** 2 + 1e-8
+        size = x.shape[-1]
+        grid = (torch.arange(size, dtype=x.dtype) + 0.5) / size - 0.5
+        cx = (w * grid[None, None, None, :]).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3))
+        cy = (w * grid[None, None, :, None]).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3))
+        return nn.functional.normalize(torch.stack([cx, cy], dim=1), dim=1)
+
+
+def toy_films(n_patients: int, per_patient: int, seed: int = 0):
+    """Identity = blob direction θ (c = (cos θ, sin θ)); nuisance = the film's background level. Images in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:16, 0:16]
+    images, conds, bright, patient = [], [], [], []
+    for p in range(n_patients):
+        theta = 2 * math.pi * p / n_patients
+        cx, cy = 7.5 + 4.5 * math.cos(theta), 7.5 + 4.5 * math.sin(theta)
+        for _ in range(per_patient):
+            b = rng.uniform(0.0, 0.5)
+            img = b + (1 - b) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 6.0)
+            images.append(img * 2 - 1)
+            conds.append([math.cos(theta), math.sin(theta)])
+            bright.append(b)
+            patient.append(p)
+    return (torch.tensor(np.array(images), dtype=torch.float32)[:, None], torch.tensor(conds, dtype=torch.float32),
+            np.array(bright), np.array(patient))
+
+
+def test_the_objective_learns_identity_swap_on_a_toy():
+    torch.manual_seed(0)
+    x, c, bright, patient = toy_films(8, 6)
+    cfg = tiny(batch=16, lr=0.005, c_noise=0.0, adv_weight=0.0, id_fraction=0.5, id_weight=1.0,
+               arch=TINY_ARCH.with_overrides(["mapping_lr_multiplier=1.0"]))
+    engine = CaeEngine(cfg.arch.gan_config(16, 2), EncoderConfig(16, 4, 128, 32), cfg, CentroidEmbedder(),
+                       torch.device("cpu"))
+    groups = [np.flatnonzero(patient == p) for p in range(8)]
+    sampler = PairSampler(groups, cfg.batch, seed=0)
+    for step in range(200):
+        pos = torch.from_numpy(sampler.positions(step))
+        engine.step(x[pos], c[pos], step, step * cfg.batch)
+    G, E = engine.G_ema, engine.E_ema
+    with torch.no_grad():
+        mu, _ = E(x)
+        other = (patient + 3) % 8  # swap every film to the identity three patients on
+        c_other = c[[int(np.flatnonzero(patient == q)[0]) for q in other]]
+        swapped = G(mu, c_other, noise_mode="const")
+        angle_err = torch.rad2deg(torch.acos((CentroidEmbedder()(swapped * 0.5 + 0.5) * c_other).sum(1).clamp(-1, 1)))
+        to_own = torch.rad2deg(torch.acos((CentroidEmbedder()(swapped * 0.5 + 0.5) * c).sum(1).clamp(-1, 1)))
+        out_bright = (swapped * 0.5 + 0.5).flatten(1).median(dim=1).values.numpy()
+    # the swap lands on the other identity (directions 135° apart), not on the film's own
+    assert float((angle_err < 30).float().mean()) >= 0.8, angle_err
+    assert float((to_own < 30).float().mean()) <= 0.1
+    # and keeps the film's nuisance: the background level follows the source film
+    assert np.corrcoef(out_bright, bright)[0, 1] > 0.7
+
+
+# --------------------------------------------------------------------------- the trainer on a workspace
+
+@pytest.fixture()
+def cae_ws(tmp_path):
+    ws = make_workspace(tmp_path / "ws", n_patients=8, per_patient=3, size=32)
+    torch.manual_seed(0)
+    save_embedder(ws.embedder_dir, Embedder(backbone="resnet10t", embedding_dim=8, image_size=16))
+    ids = load_manifest(ws.manifest_path)["image_id"]
+    emb = np.random.default_rng(0).normal(size=(len(ids), 8)).astype(np.float32)
+    EmbeddingTable(emb / np.linalg.norm(emb, axis=1, keepdims=True), ids).save(ws.embeddings_path)
+    return ws
+
+
+def test_training_writes_the_pair_and_resumes_exactly(cae_ws, tmp_path):
+    import shutil
+
+    cfg = tiny()
+    straight = train_cae(cae_ws, cfg, progress=False)
+    assert straight.finished and straight.steps == 6
+    G_straight = load_checkpoint(cae_ws.gan_dir, "G_ema")[0]
+    E_straight = load_checkpoint(cae_ws.gan_dir, "E_ema", meta_name="encoder")[0]
+    for name in ("samples.png", "train_config.json", "train_log.jsonl"):
+        assert (cae_ws.gan_dir / name).is_file()
+    assert any(r.get("event") == "tick" and "loss/D" in r for r in read_jsonl(cae_ws.gan_dir / "train_log.jsonl"))
+    G = load_generator(cae_ws.gan_dir)
+    E = load_encoder(cae_ws.gan_dir)
+    assert G.z_dim == E.cfg.n_dim == 4 and G.img_resolution == 16
+
+    other = type(cae_ws)(shutil.copytree(cae_ws.root, tmp_path / "resumed"))
+    shutil.rmtree(other.gan_dir)
+    first = train_cae(other, cfg, progress=False, stop_after_kimg=0.024)
+    assert not first.finished and first.steps == 3
+    second = train_cae(other, cfg, progress=False)
+    assert second.finished and second.resumed_from == 3 and second.steps == 6
+    G_res = load_checkpoint(other.gan_dir, "G_ema")[0]
+    E_res = load_checkpoint(other.gan_dir, "E_ema", meta_name="encoder")[0]
+    for a, b in ((G_straight, G_res), (E_straight, E_res)):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    with pytest.raises(TrainingError, match="different config"):
+        train_cae(other, tiny(kimg=0.096, lr=0.001), progress=False)
+
+
+def test_checkpoint_defects_are_checkpoint_errors(cae_ws):
+    train_cae(cae_ws, tiny(kimg=0.016, snapshot_kimg=0.016), progress=False)
+    gan_dir = cae_ws.gan_dir
+    weights = gan_dir / "E_ema.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_encoder(gan_dir)
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_encoder(gan_dir)
+    weights.write_bytes(data)
+    load_encoder(gan_dir)
+    g = gan_dir / "G_ema.safetensors"
+    g.write_bytes(g.read_bytes()[:100])
+    with pytest.raises(CheckpointError):
+        load_generator(gan_dir)
+    # an encoder copied next to another generator than the one it was saved with
+    train_cae(cae_ws, tiny(kimg=0.016, snapshot_kimg=0.016, seed=1), progress=False, resume=False)
+    saved = {n: (gan_dir / n).read_bytes() for n in ("E_ema.safetensors", "encoder.json")}
+    train_cae(cae_ws, tiny(kimg=0.016, snapshot_kimg=0.016, seed=2), progress=False, resume=False)
+    load_encoder(gan_dir)
+    for name, blob in saved.items():
+        (gan_dir / name).write_bytes(blob)
+    with pytest.raises(CheckpointError, match="another generator"):
+        load_encoder(gan_dir)
+
+
+def test_missing_embedder_or_pairs_are_workspace_errors(tmp_path):
+    from reid_core.errors import WorkspaceError
+
+    ws = make_workspace(tmp_path / "single", n_patients=4, per_patient=1, size=32)
+    ids = load_manifest(ws.manifest_path)["image_id"]
+    EmbeddingTable(np.eye(len(ids), 8, dtype=np.float32), ids).save(ws.embeddings_path)
+    with pytest.raises(WorkspaceError, match="two"):
+        load_pair_data(ws, 16)
+    ws2 = make_workspace(tmp_path / "noemb", n_patients=4, per_patient=2, size=32)
+    ids = load_manifest(ws2.manifest_path)["image_id"]
+    EmbeddingTable(np.eye(len(ids), 8, dtype=np.float32), ids).save(ws2.embeddings_path)
+    with pytest.raises(WorkspaceError, match="embedder"):
+        train_cae(ws2, tiny(), progress=False)
