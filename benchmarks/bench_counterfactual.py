@@ -9,6 +9,12 @@ weights (latency does not depend on training). Per preset it reports the median 
 * ``cached_condition_ms`` — the same condition again (mean latent cached);
 * ``condition_mean_ms`` — the mean latent alone.
 
+``autoencoder`` times the shipped (CPU-trained, 64 px) generator's architecture
+with its nuisance encoder and a ResNet-18 96 px embedder: ``slider_ms`` (one
+encoded-film render at a new α), ``upload_ms`` (embed + encode + first render
+of a 256 px upload) and ``inversion_ms`` (the pure-GAN path it replaces: W+
+inversion with the page's 100 steps), with the ratio.
+
 The full run also times the 128 px preset against its former, wider generator
 (``g_channel_base`` 16384: 256 and 128 maps in the two top blocks instead of
 128 and 64), interleaved in one process, and reports the ratio.
@@ -66,6 +72,32 @@ def slim_vs_wide_128(repeats: int = 7) -> dict[str, float]:
             "speedup": ratio(t["wide"], t["slim"])}
 
 
+def autoencoder_vs_inversion(repeats: int = 5, inversion_steps: int = 100) -> dict[str, float]:
+    """Slider and upload latency of the autoencoder path, and the W+ inversion it replaces (random weights)."""
+    from gan.cae.config import CaeArch
+    from gan.cae.encoder import EncoderConfig, NuisanceEncoder
+    from gan.invert import invert
+    from reid_core.model import Embedder
+    from reid_core.ui.counterfactuals import encode_image
+
+    arch = CaeArch()
+    torch.manual_seed(0)
+    G = build_generator(arch.gan_config(64, C_DIM)).eval().requires_grad_(False)
+    E = NuisanceEncoder(EncoderConfig(64, arch.n_dim, arch.e_channel_base, arch.e_channel_max)).eval()
+    embedder = Embedder(backbone="resnet18", embedding_dim=C_DIM, image_size=96).eval()
+    upload = np.random.default_rng(0).integers(0, 255, (256, 256), dtype=np.uint8)
+    renderer = CounterfactualRenderer(G, IdentityPCA.fit(_embeddings(), 8), psi=1.0)
+    enc = encode_image(G, E, embedder, upload)  # warm-up
+    alphas = np.linspace(-3, 3, repeats + 1)
+    slider = _median_ms(lambda i: enc.subject.render(renderer, {0: float(alphas[i])}), repeats)
+    upload_ms = _median_ms(lambda i: encode_image(G, E, embedder, upload), repeats)
+    t0 = time.perf_counter()
+    invert(G, embedder, upload.astype(np.float32) / 255.0, steps=inversion_steps)
+    inversion_ms = round(1000 * (time.perf_counter() - t0), 1)
+    return {"slider_ms": slider, "upload_ms": upload_ms, "inversion_ms": inversion_ms,
+            "inversion_steps": inversion_steps, "upload_speedup_vs_inversion": ratio(inversion_ms, upload_ms)}
+
+
 def measure(preset: str, repeats: int = 5, n_avg: int = 256, device: str = "cpu") -> dict[str, float]:
     """Median latencies (ms) of one preset with random weights (a render returns a host array: synchronised)."""
     r = _renderer(preset, n_avg, device)
@@ -91,6 +123,8 @@ def run(quick: bool = False, threads: int | None = None, device: str = "cpu") ->
     out: dict[str, object] = {"device": device, "torch_threads": torch.get_num_threads()}
     for p in presets:
         out[f"preset_{p}"] = measure(p, repeats=3 if quick else 20 if cuda else 5, device=device)
+    if not cuda:
+        out["autoencoder"] = autoencoder_vs_inversion(3 if quick else 9, 10 if quick else 100)
     if not quick and not cuda:
         out["preset_128_vs_former_wide"] = slim_vs_wide_128()
     return out

@@ -250,6 +250,7 @@ EXAMPLES = {
     "gan-evaluate": "example: cxr-reid gan-evaluate --workspace ws/phantom --n 2000",
     "train-cae": cae_cli.TRAIN_CAE_EXAMPLE,
     "cae-evaluate": "example: cxr-reid cae-evaluate --workspace ws/phantom1500 --judge checkpoints/judge",
+    "ship-gan": "example: cxr-reid ship-gan --workspace workspaces/phantom1500 --out checkpoints/gan",
     "counterfactuals": ("example: cxr-reid counterfactuals --workspace workspaces/demo --images P00004_s00 "
                         "--swap-with P00069_s01 --out figures/"),
     "embed": "example: cxr-reid embed --workspace ws/phantom --batch-size 128",
@@ -332,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     cae_cli.add_cae_evaluate_arguments(add(
         "cae-evaluate", lambda a: cae_cli.run_cae_evaluate_command(a),
         "Judge the autoencoder-trained generator on held-out patients with two recognisers (gan/metrics.json)."))
+    cae_cli.add_ship_gan_arguments(add(
+        "ship-gan", lambda a: cae_cli.run_ship_gan_command(a),
+        "Export a judged autoencoder generator with its encoder and a model card (checkpoints/gan)."))
     cae_cli.add_counterfactuals_arguments(add(
         "counterfactuals", lambda a: cae_cli.run_counterfactuals_command(a),
         "Write PC x alpha grids, |delta| maps, GIF sweeps and identity swaps of workspace images as PNG/GIF."))

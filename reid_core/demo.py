@@ -37,6 +37,7 @@ DEMO_PATIENTS = 200
 DISPLAY_SIZE = 128
 _EMBEDDER_FILES = ("model.safetensors", "config.json")
 _GAN_FILES = ("G_ema.safetensors", "config.json")
+_ENCODER_FILES = ("E_ema.safetensors", "encoder.json")  # an autoencoder-trained generator's encoder
 # copied along when shipped: the card (overview page), the training log and summary (model report's curves)
 _EXTRA_FILES = ("MODEL_CARD.md", "card.json", "train_log.jsonl", "metrics.json")
 
@@ -135,11 +136,19 @@ def build_demo_workspace(root: str | Path, *, patients: int = DEMO_PATIENTS, see
         step("report", lambda: _report(ws, n_boot))
         step("projection", lambda: _projection(ws))
     if gan_src is None:
-        result.missing.append(f"GAN (no {checkpoints / 'gan'}; trained on a GPU with scripts/train_demo.sh)")
+        result.missing.append(f"GAN (no {checkpoints / 'gan'}; train one with scripts/train_demo.sh gan)")
     else:
-        step("gan", lambda: install_checkpoint(gan_src, ws.gan_dir, _GAN_FILES))
+        step("gan", lambda: _install_generator(gan_src, ws.gan_dir))
     _write_record(ws, result, checkpoints)
     return result
+
+
+def _install_generator(source: Path, target: Path) -> bool:
+    """The generator, then its encoder when it has one (the encoder's record names the generator's hash)."""
+    copied = install_checkpoint(source, target, _GAN_FILES)
+    if all((source / f).is_file() for f in _ENCODER_FILES):
+        copied = install_checkpoint(source, target, _ENCODER_FILES) or copied
+    return copied
 
 
 def _shipped_size(embedder_src: Path | None) -> int | None:

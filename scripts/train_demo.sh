@@ -4,16 +4,20 @@
 #
 #   bash scripts/train_demo.sh embedder      # CPU configuration (this is what ships today)
 #   bash scripts/train_demo.sh longitudinal  # the same on normal films only: the drift embedder (not shipped)
-#   bash scripts/train_demo.sh gan           # needs a GPU; resumes across ~30 min slices
+#   bash scripts/train_demo.sh judge         # the independent recogniser that grades the generator (not in its losses)
+#   bash scripts/train_demo.sh gan           # the counterfactual generator on a CPU (conditional autoencoder)
+#   bash scripts/train_demo.sh gan-adversarial   # the pure StyleGAN2-ADA objective (a GPU's job)
 #   bash scripts/train_demo.sh all
 #
 # Settings (environment): WS (workspace, default workspaces/phantom1500), WS_LONG (the longitudinal
-# embedder's workspace, default workspaces/phantom1500_normal: same data, its own embedder), PY (python),
-# GAN_KIMG (GAN budget, default 3000), GAN_SLICE_KIMG (kimg per call, default: all of it).
+# embedder's workspace, default workspaces/phantom1500_normal: same data, its own embedder), WS_JUDGE (the
+# judge's workspace, default workspaces/judge1500), PY (python), CAE_KIMG (the generator's budget, default 300),
+# GAN_KIMG (adversarial budget, default 3000), GAN_SLICE_KIMG (kimg per call of either, default: all of it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WS=${WS:-workspaces/phantom1500}
 WS_LONG=${WS_LONG:-workspaces/phantom1500_normal}
+WS_JUDGE=${WS_JUDGE:-workspaces/judge1500}
 PY=${PY:-.venv/bin/python}
 CLI="$PY -m reid_core.cli"
 what=${1:-embedder}
@@ -48,8 +52,44 @@ longitudinal() {
   train_cpu "$WS_LONG" --set train_findings=normal --set epochs=100 --set max_steps=2600
 }
 
+judge() {
+  # Another backbone (resnet14t), another seed, 64 px: grades the generator's identity beside the embedder it is
+  # conditioned on; never used by any generator loss. One thread: faster than two on this 2-vCPU machine.
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} $CLI train --workspace "$WS_JUDGE" --quiet \
+    --set model.backbone=resnet14t --set model.embedding_dim=64 --set image_size=64 --set seed=1 \
+    --set loss=multi_similarity --set batch_size=64 --set m_per_patient=4 \
+    --set epochs=40 --set max_steps=1500 --set lr=1e-3 --set warmup_steps=100 --set val_every=250 \
+    --set val_max_patients=150 --set num_workers=0
+  $CLI embed --workspace "$WS_JUDGE"
+  $CLI evaluate --workspace "$WS_JUDGE"
+  $CLI ship --workspace "$WS_JUDGE" --out checkpoints/judge
+}
+
+judge_data() {
+  # the judge trains on the same films as the embedder (hard links), in a workspace of its own
+  data
+  mkdir -p "$WS_JUDGE"
+  for f in "$WS"/images_128.npy "$WS"/images_128.state.json "$WS"/images_128.status.npy "$WS"/manifest.parquet \
+           "$WS"/workspace.json "$WS"/bad_files.csv; do
+    ln -f "$f" "$WS_JUDGE/$(basename "$f")"
+  done
+}
+
 gan() {
-  # Conditioned on the shipped embedder's embeddings of the same workspace; 128 px preset.
+  # The conditional autoencoder (CPU objective): conditioned on the shipped embedder's embeddings of the same
+  # workspace, 64 px; resumable in slices (GAN_SLICE_KIMG), then judged on 100 held-out patients and shipped.
+  mkdir -p "$WS/embedder"
+  cp checkpoints/embedder/model.safetensors checkpoints/embedder/config.json "$WS/embedder/"
+  $CLI embed --workspace "$WS"
+  local slice=()
+  [[ -n "${GAN_SLICE_KIMG:-}" ]] && slice=(--stop-after-kimg "$GAN_SLICE_KIMG")
+  OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} $CLI train-cae --workspace "$WS" --kimg "${CAE_KIMG:-300}" --quiet "${slice[@]}"
+  $CLI cae-evaluate --workspace "$WS" --judge checkpoints/judge
+  $CLI ship-gan --workspace "$WS" --out checkpoints/gan
+}
+
+gan_adversarial() {
+  # The pure StyleGAN2-ADA objective, 128 px preset: a GPU's job (~2,200 s/kimg at 256 px on this CPU).
   local slice=()
   [[ -n "${GAN_SLICE_KIMG:-}" ]] && slice=(--stop-after-kimg "$GAN_SLICE_KIMG")
   $CLI train-gan --workspace "$WS" --res 128 --kimg "${GAN_KIMG:-3000}" --quiet "${slice[@]}"
@@ -59,7 +99,9 @@ gan() {
 case "$what" in
   embedder) data; embedder ;;
   longitudinal) data "$WS_LONG"; longitudinal ;;
+  judge) judge_data; judge ;;
   gan) data; gan ;;
-  all) data; embedder; gan ;;
-  *) echo "usage: $0 embedder|longitudinal|gan|all" >&2; exit 2 ;;
+  gan-adversarial) data; gan_adversarial ;;
+  all) data; embedder; judge_data; judge; gan ;;
+  *) echo "usage: $0 embedder|longitudinal|judge|gan|gan-adversarial|all" >&2; exit 2 ;;
 esac

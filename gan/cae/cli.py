@@ -108,3 +108,25 @@ def run_counterfactuals_command(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def add_ship_gan_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--workspace", required=True, type=Path, help="workspace with a judged autoencoder generator")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint folder, e.g. checkpoints/gan")
+    p.add_argument("--notes", default="", help="free text for the card's Notes section")
+    p.add_argument("--notes-file", type=Path, help="the Notes section from a Markdown file")
+    return p
+
+
+def run_ship_gan_command(args: argparse.Namespace) -> int:
+    from gan.cae.ship import ship_generator
+
+    notes = args.notes
+    if args.notes_file is not None:
+        try:
+            notes = args.notes_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CxrReidError(f"--notes-file: {exc}") from None
+    out = ship_generator(args.workspace, args.out, notes)
+    print(f"wrote {out} (generator + encoder + metrics.json + MODEL_CARD.md)")
+    return 0
