@@ -184,3 +184,43 @@ def test_page_encodes_films_swaps_identities_and_encodes_uploads(ws):
         str(e.value) for k in ("error", "warning", "info") for e in at.get(k)]
     shown = {cap: url for el in at.get("image") for cap, url in zip(el.captions, el.value)}
     assert "reconstruction (all α = 0)" in shown and "with the other identity" in shown
+
+
+def test_ship_writes_a_verified_pair_with_a_card_and_the_demo_installs_it(ws, tmp_path):
+    from gan.cae.ship import ship_generator
+    from gan.metrics import write_metrics
+    from reid_core.demo import _install_generator
+    from reid_core.errors import WorkspaceError
+
+    with pytest.raises(WorkspaceError, match="cae-evaluate"):
+        ship_generator(ws.root, tmp_path / "nope")
+    figs = {"real_top1": 0.99, "reconstruction_top1": 0.97, "swap_top1_to_B": 0.93, "swap_top1_to_A": 0.02,
+            "sampled_nuisance_top1": 0.95}
+    metrics = {"n_patients": 100, "n_films": 380, "split": "test", "resolution": 16, "judge_backbone": "resnet14t",
+               "judges": {"conditioning embedder": figs, "independent judge": dict(figs, swap_top1_to_B=0.91)},
+               "reconstruction": {"psnr_db": 25.0, "ssim": 0.8},
+               "realism": {"judge": "independent judge", "n_per_set": 380, "generated_set": "swaps",
+                           "generated": {"kid_x1000": 3.0, "precision": 0.7, "recall": 0.6, "c2st_auc": 0.75},
+                           "real_baseline": {"kid_x1000": 0.1, "precision": 0.9, "recall": 0.9, "c2st_auc": 0.52}},
+               "pc_meaning": {"agree": 4, "table": [{"PC": 1, "variance %": 20.0,
+                                                     "correlates most with (real films)": "id_ctr", "R²": 0.4,
+                                                     "sweep moves most": "id_ctr", "slope (SD per σ)": 0.3,
+                                                     "agree": True}]}}
+    write_metrics(ws.gan_dir, {"autoencoder": metrics})
+    out = ship_generator(ws.root, tmp_path / "ship", notes="pilot: see BENCHMARKS.md")
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "| identity swap: recognised as the new identity | ≥ 0.90 | 0.930 | 0.910 |" in card
+    assert "| 1 | 20.0 | id_ctr | 0.4 | id_ctr | 0.3 | yes |" in card and "pilot: see BENCHMARKS.md" in card
+    target = tmp_path / "demo_gan"
+    assert _install_generator(out, target) is True
+    assert _install_generator(out, target) is False  # up to date: nothing copied
+    assert load_encoder(target).cfg.n_dim == 4 and load_generator(target).z_dim == 4
+    quality = cf.quality_table(Workspace(tmp_path / "q"))
+    assert quality is None
+    ws_q = Workspace(tmp_path / "q2")
+    (ws_q.gan_dir).mkdir(parents=True)
+    (ws_q.gan_dir / "metrics.json").write_bytes((out / "metrics.json").read_bytes())
+    q = cf.quality_table(ws_q)
+    assert list(q.table.columns) == ["figure (top-1 among held-out patients)", "goal", "conditioning embedder",
+                                     "independent judge"]
+    assert "100 held-out patients" in q.note and "C2ST AUC 0.75" in q.note

@@ -291,3 +291,22 @@ def pc_meaning_agreement(G: "Generator", E: "NuisanceEncoder", judge: Judge, pca
                      "sweep moves most": sweep_best, "slope (SD per σ)": round(slopes[sweep_best], 3),
                      "agree": corr_best == sweep_best})
     return pd.DataFrame(rows)
+
+
+def sampled_identity_top1(G: "Generator", judges: Sequence[Judge], data: HeldOut, seed: int = 0) -> dict[str, Any]:
+    """Any conditional generator: ``G(z ~ N(0, I), c_x)`` for every held-out film, top-1 own patient per judge.
+
+    The one identity figure a pure GAN and the autoencoder share (a pilot compares them with it).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(len(data.images), G.z_dim, generator=gen).numpy()
+    fake = render(G, z, data.conditions)
+    own = [[i] for i in range(len(fake))]
+    out: dict[str, Any] = {}
+    for judge in judges:
+        real = judge.embed(data.images)[0]
+        emb = judge.embed(fake)[0]
+        out[judge.name] = {
+            "sampled_top1": float((top1_patients(emb, real, data.patients, own) == data.patients).mean()),
+            "real_top1": float((top1_patients(real, real, data.patients, own) == data.patients).mean())}
+    return out
