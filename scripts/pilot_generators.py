@@ -41,8 +41,10 @@ def main() -> None:
                  "sampled": sampled_identity_top1(G, judges, data)}
         if has_encoder(folder):
             m = load_manifest(args.workspace / "manifest.parquet")
-            other, _ = load_films(args.workspace, m.loc[m["split"] == "val", "image_id"].tolist(), G.img_resolution)
-            entry["autoencoder"] = evaluate_cae(G, load_encoder(folder), judges, data, other)
+            val = m[m["split"] == "val"]
+            other, _ = load_films(args.workspace, val["image_id"].tolist(), G.img_resolution)
+            entry["autoencoder"] = evaluate_cae(G, load_encoder(folder), judges, data, other,
+                                                val["patient_id"].astype(str).to_numpy())
         results[str(folder)] = entry
         print(folder, json.dumps(entry["sampled"]))
     args.out.write_text(json.dumps(results, indent=2))

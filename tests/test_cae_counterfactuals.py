@@ -115,6 +115,13 @@ def test_top1_and_realism_statistics_against_brute_force():
     far = rng.normal(size=(300, 8)) + 3.0
     assert abs(kid(a, b, subsets=20, subset_size=100)) < 0.05 * kid(a, far, subsets=20, subset_size=100)
     assert 0.35 < c2st_auc(a, b) < 0.65 and c2st_auc(a, far) > 0.99
+    # two real sets of different people: grouped folds cannot win by recognising the people of the training folds
+    people = rng.normal(size=(30, 8)) * 3
+    films = np.repeat(people, 10, axis=0) + rng.normal(size=(300, 8)) * 0.3
+    who = np.repeat(np.arange(30), 10)
+    first, second = who < 15, who >= 15
+    grouped = c2st_auc(films[first], films[second], who[first], who[second])
+    assert grouped < 0.75
     assert precision_recall(a, a) == (1.0, 1.0)
     p, r = precision_recall(a, far)
     assert p < 0.2 and r < 0.2

@@ -106,31 +106,47 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
     return inside(fake, real, radii(real)), inside(real, fake, radii(fake))
 
 
-def c2st_auc(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:
-    """Classifier two-sample test: 5-fold cross-validated ROC AUC of a logistic regression telling ``a`` from ``b``."""
+def c2st_auc(a: np.ndarray, b: np.ndarray, groups_a: np.ndarray | None = None, groups_b: np.ndarray | None = None,
+             seed: int = 0) -> float:
+    """Classifier two-sample test: 5-fold cross-validated ROC AUC of a logistic regression telling ``a`` from ``b``.
+
+    With ``groups`` (e.g. patients) the folds keep each group on one side, so the classifier
+    cannot tell the sets apart by recognising people it saw in training.
+    """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.metrics import roc_auc_score
 
     x = np.concatenate([a, b])
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
-    p = cross_val_predict(model, x, y, cv=5, method="predict_proba")[:, 1]
+    if groups_a is None or groups_b is None:
+        cv, groups = StratifiedKFold(5, shuffle=True, random_state=seed), None
+    else:
+        cv, groups = GroupKFold(5), np.concatenate([np.asarray(groups_a, str), np.asarray(groups_b, str)])
+    p = cross_val_predict(model, x, y, cv=cv, groups=groups, method="predict_proba")[:, 1]
     return float(roc_auc_score(y, p))
 
 
-def realism(real: np.ndarray, fake: np.ndarray, real_other: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    """KID, precision/recall and C2ST AUC of ``fake`` vs ``real``, and of ``real_other`` vs ``real`` (baseline)."""
+def realism(real: np.ndarray, fake: np.ndarray, real_other: np.ndarray, groups: Sequence[np.ndarray] | None = None,
+            seed: int = 0) -> dict[str, Any]:
+    """KID, precision/recall and C2ST AUC of ``fake`` vs ``real``, and of ``real_other`` vs ``real`` (baseline).
+
+    ``groups``: the patient of each row of ``real``, ``fake`` (its identity) and ``real_other``, for the
+    grouped C2ST folds. All sets are subsampled to the smallest one's size.
+    """
     n = min(len(real), len(fake), len(real_other))
     rng = np.random.default_rng(seed)
-    r, f, o = (x[rng.choice(len(x), n, replace=False)] for x in (real, fake, real_other))
-    out: dict[str, Any] = {"n_per_set": int(n)}
-    for name, other in (("generated", f), ("real_baseline", o)):
+    picks = [rng.choice(len(x), n, replace=False) for x in (real, fake, real_other)]
+    r, f, o = (x[i] for x, i in zip((real, fake, real_other), picks))
+    gr, gf, go = ((g[i] for g, i in zip(groups, picks)) if groups is not None else (None, None, None))
+    out: dict[str, Any] = {"n_per_set": int(n), "c2st_folds": "grouped by patient" if groups is not None else "random"}
+    for name, other, g_other in (("generated", f, gf), ("real_baseline", o, go)):
         p, rc = precision_recall(r, other)
         out[name] = {"kid_x1000": kid(r, other, seed=seed), "precision": p, "recall": rc,
-                     "c2st_auc": c2st_auc(r, other, seed=seed)}
+                     "c2st_auc": c2st_auc(r, other, gr, g_other, seed=seed)}
     return out
 
 
@@ -210,8 +226,12 @@ def swap_partners(patients: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def evaluate_cae(G: "Generator", E: "NuisanceEncoder", judges: Sequence[Judge], data: HeldOut,
-                 real_other: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    """The figures of the module docstring for every judge (``judges[-1]`` grades realism)."""
+                 real_other: np.ndarray, other_patients: np.ndarray | None = None, seed: int = 0) -> dict[str, Any]:
+    """The figures of the module docstring for every judge (``judges[-1]`` grades realism).
+
+    ``real_other``: real films of other held-out patients (the realism baseline), with their
+    patients in ``other_patients`` (None: C2ST folds are not grouped by patient).
+    """
     z = encode(E, data.images)
     gen = torch.Generator().manual_seed(seed)
     prior_z = torch.randn(len(z), z.shape[1], generator=gen).numpy()
@@ -234,7 +254,9 @@ def evaluate_cae(G: "Generator", E: "NuisanceEncoder", judges: Sequence[Judge], 
     swap_feats = independent.embed(render(G, z, data.conditions[swap_to]))[1]
     other_feats = independent.embed(real_other)[1]
     out["realism"] = {"judge": independent.name, "generated_set": "identity swaps of the held-out films",
-                      **realism(real_feats, swap_feats, other_feats, seed)}
+                      **realism(real_feats, swap_feats, other_feats,
+                                None if other_patients is None else (data.patients, data.patients[swap_to],
+                                                                     np.asarray(other_patients)), seed)}
     return out
 
 

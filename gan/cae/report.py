@@ -89,11 +89,11 @@ def evaluate_workspace_generator(workspace: Path, judge_dir: Path, n_patients: i
     data = held_out(ws.root, split, n_patients, G.img_resolution, seed)
     other_split = "val" if split != "val" else "test"
     m_other = load_manifest(ws.manifest_path)
-    other_ids = m_other.loc[m_other["split"] == other_split, "image_id"].astype(str).tolist()
-    if not other_ids:
+    other_rows = m_other[m_other["split"] == other_split]
+    if other_rows.empty:
         raise WorkspaceError(f"{ws.root} has no {other_split!r} images for the real-vs-real baseline")
-    real_other, _ = load_films(ws.root, other_ids, G.img_resolution)
-    metrics = evaluate_cae(G, E, judges, data, real_other, seed)
+    real_other, _ = load_films(ws.root, other_rows["image_id"].astype(str).tolist(), G.img_resolution)
+    metrics = evaluate_cae(G, E, judges, data, real_other, other_rows["patient_id"].astype(str).to_numpy(), seed)
     judge_meta = read_checkpoint_meta(judge_dir).get("embedder", {})
     metrics.update(split=split, seed=seed, judge_checkpoint=str(judge_dir),
                    judge_backbone=judge_meta.get("backbone"), judge_image_size=judge_meta.get("image_size"))
