@@ -42,10 +42,9 @@ from gan.snapshot import SAMPLES_NAME, SnapshotGrid, save_generator, save_png_at
 from gan.train_config import GanTrainConfig
 from reid_core.errors import TrainingError
 from reid_core.train.distributed import DistContext, init_distributed
-from reid_core.train.loop import derive_seed
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.signals import StopRequest
-from reid_core.train.window import StatsWindow, crossed
+from reid_core.train.window import StatsWindow, crossed, derive_seed
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -247,3 +247,13 @@ def test_missing_embedder_or_pairs_are_workspace_errors(tmp_path):
     EmbeddingTable(np.eye(len(ids), 8, dtype=np.float32), ids).save(ws2.embeddings_path)
     with pytest.raises(WorkspaceError, match="embedder"):
         train_cae(ws2, tiny(), progress=False)
+
+
+def test_the_generator_trainers_do_not_load_metric_learning():
+    import subprocess
+    import sys
+
+    code = ("import sys, reid_core, gan.train, gan.cae.train; "
+            "print(any(m.startswith('pytorch_metric_learning') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -39,11 +39,10 @@ from gan.io import G_NAME, META_NAME
 from gan.snapshot import SAMPLES_NAME, save_png_atomic
 from reid_core.checkpoint import load_state, save_state
 from reid_core.errors import CheckpointError, TrainingError, WorkspaceError
-from reid_core.train.loop import derive_seed
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.signals import StopRequest
 from reid_core.train.state import check_resumable
-from reid_core.train.window import StatsWindow, crossed
+from reid_core.train.window import StatsWindow, crossed, derive_seed
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,19 @@ augmentation), ``sampler`` (deterministic m-per-patient batches), ``data``
 resume), ``validate`` (mAP@R), ``runlog`` (JSONL log, atomic JSON), ``loop``
 (the training loop), ``cli`` (the ``train`` subcommand).
 """
+from typing import Any
+
 from reid_core.train.config import AugmentConfig, LossParams, TrainConfig, apply_overrides, load_config
-from reid_core.train.loop import TrainResult, train_embedder
 
 __all__ = ["AugmentConfig", "LossParams", "TrainConfig", "TrainResult", "apply_overrides", "load_config",
            "train_embedder"]
+
+
+def __getattr__(name: str) -> Any:
+    """``train_embedder`` and ``TrainResult`` load the loop (and pytorch-metric-learning) on first use only, so
+    the GAN trainers can use the run-layer modules of this package without it."""
+    if name in ("TrainResult", "train_embedder"):
+        from reid_core.train import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -46,6 +46,7 @@ from reid_core.train.optim import build_optimizer, build_scheduler, match_state_
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.sampler import PatientBatchSampler
 from reid_core.train.signals import StopRequest
+from reid_core.train.window import derive_seed
 from reid_core.train.state import Progress, check_resumable, has_resume_state, load_resume, resume_dir, save_resume
 from reid_core.train.validate import autocast_context, validate
 from reid_core.workspace import Workspace
@@ -72,12 +73,6 @@ class TrainResult:
     images_per_sec: float
     val_source: str
     model: Embedder | None = field(default=None, repr=False)
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (stable across runs and platforms)."""
-    state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
 
 
 class _Trainer:

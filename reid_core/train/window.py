@@ -1,7 +1,15 @@
-"""Run-layer helpers shared by the trainers: a stats window between log lines and the "crossed a multiple" test."""
+"""Run-layer helpers shared by the trainers: per-step seeds, a stats window between log lines, and the
+"crossed a multiple" test. Light on purpose: importing it loads neither timm nor pytorch-metric-learning."""
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (stable across runs and platforms)."""
+    state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
 
 
 def crossed(before: int, after: int, every_kimg: float) -> bool:
