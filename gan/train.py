@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from gan.config import GanConfig
 from gan.data import GanData, RealSampler, RealStream, load_gan_data, to_model_images
 from gan.engine import GanEngine, Stats
+from gan.runloop import kimg_bar, run_kimg_loop
 from gan.resume import GanProgress, check_resumable, has_resume_state, load_resume, resume_dir, save_resume
 from gan.snapshot import SAMPLES_NAME, SnapshotGrid, save_generator, save_png_atomic
 from gan.train_config import GanTrainConfig
@@ -44,7 +45,7 @@ from reid_core.errors import TrainingError
 from reid_core.train.distributed import DistContext, init_distributed
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.signals import StopRequest
-from reid_core.train.window import StatsWindow, crossed, derive_seed
+from reid_core.train.window import StatsWindow, derive_seed
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -185,43 +186,21 @@ class _Session:
     # ---------------------------------------------------------------- the loop
     def run(self, stop_after_kimg: float | None, stopper: StopRequest) -> str:
         """Train until the budget, ``stop_after_kimg`` or a signal; returns ``finished`` or ``stopped``."""
-        p, cfg = self.progress, self.cfg
-        session_start = p.cur_nimg
-        bar = tqdm(total=cfg.kimg, initial=p.kimg, disable=not self.show_bar, desc="train-gan", dynamic_ncols=True,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}"
-                              "{postfix}]")
-        stream = RealStream(self.data, self.sampler, p.step, cfg.num_workers,
+        bar = kimg_bar(self.cfg, self.progress, "train-gan", self.show_bar)
+        stream = RealStream(self.data, self.sampler, self.progress.step, self.cfg.num_workers,
                              pin_memory=self.ctx.device.type == "cuda")
-        window = StatsWindow()
         try:
-            while not self.finished():
-                t0 = time.perf_counter()
-                images, positions = next(stream)
-                before = p.cur_nimg
-                window.add(self.train_step(images, positions))
-                tick = crossed(before, p.cur_nimg, cfg.tick_kimg)
-                if tick and self.ctx.device.type == "cuda":
-                    torch.cuda.synchronize()  # a true time at each tick (steps run asynchronously between)
-                dt = time.perf_counter() - t0
-                p.train_time_s, p.elapsed_s = p.train_time_s + dt, p.elapsed_s + dt
-                window.add_time(dt, cfg.batch)
-                bar.update(cfg.batch / 1000.0)
-                session_done = stop_after_kimg is not None and p.cur_nimg - session_start >= stop_after_kimg * 1000
-                interrupted = self.ctx.any_flag(stopper.requested)
-                if tick or self.finished() or session_done or interrupted:
-                    self.log_tick(window, bar)
-                t1 = time.perf_counter()
-                if crossed(before, p.cur_nimg, cfg.snapshot_kimg) or self.finished() or session_done or interrupted:
-                    self.snapshot()
-                p.elapsed_s += time.perf_counter() - t1
-                if interrupted:
-                    raise KeyboardInterrupt
-                if session_done and not self.finished():
-                    return "stopped"
-            return "finished"
+            return run_kimg_loop(self, stream, stop_after_kimg, lambda: self.ctx.any_flag(stopper.requested), bar)
         finally:
             stream.close()
             bar.close()
+
+    def synchronize(self) -> None:
+        if self.ctx.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def save(self) -> None:
+        self.snapshot()
 
     def log_tick(self, window: StatsWindow, bar: tqdm) -> None:
         p, e = self.progress, self.engine

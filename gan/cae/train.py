@@ -36,13 +36,15 @@ from gan.cae.engine import CaeEngine
 from gan.cae.io import E_META_NAME, E_NAME, save_cae
 from gan.data import RealStream, to_model_images
 from gan.io import G_NAME, META_NAME
+from gan.resume import GanProgress
+from gan.runloop import kimg_bar, run_kimg_loop
 from gan.snapshot import SAMPLES_NAME, save_png_atomic
 from reid_core.checkpoint import load_state, save_state
 from reid_core.errors import CheckpointError, TrainingError, WorkspaceError
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.signals import StopRequest
 from reid_core.train.state import check_resumable
-from reid_core.train.window import StatsWindow, crossed, derive_seed
+from reid_core.train.window import StatsWindow, derive_seed
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -51,20 +53,6 @@ _SEED_STEP = 0xCAE3
 STATE_NAME, STATE_VERSION = "state", 1
 OUTPUT_FILES = (f"{G_NAME}.safetensors", f"{META_NAME}.json", f"{E_NAME}.safetensors", f"{E_META_NAME}.json",
                 SAMPLES_NAME, "metrics.json", "train_config.json", "train_log.jsonl")
-
-
-@dataclass
-class CaeProgress:
-    """Counters of a run: optimiser steps, images shown, wall and step time."""
-
-    step: int = 0
-    cur_nimg: int = 0
-    elapsed_s: float = 0.0
-    train_time_s: float = 0.0
-
-    @property
-    def kimg(self) -> float:
-        return self.cur_nimg / 1000.0
 
 
 @dataclass
@@ -108,7 +96,7 @@ class _Session:
         self.enc_cfg = EncoderConfig(resolution=data.resolution, n_dim=cfg.arch.n_dim,
                                      channel_base=cfg.arch.e_channel_base, channel_max=cfg.arch.e_channel_max)
         self.engine = CaeEngine(self.gan_cfg, self.enc_cfg, cfg, _load_embedder(ws), self.device)
-        self.progress = CaeProgress()
+        self.progress = GanProgress()
         self.sampler = PairSampler(self.pairs.groups, cfg.batch, cfg.seed)
         self.c_pool = torch.from_numpy(data.conditions).to(self.device)
         self.log_file = JsonlLog(self.out / "train_log.jsonl")
@@ -138,7 +126,7 @@ class _Session:
         """Load the resume state (returns its step) or clear the previous run's files (returns None)."""
         if self.state is not None:
             self.engine.load_state_dict(self.state["engine"])
-            self.progress = CaeProgress(**self.state["progress"])
+            self.progress = GanProgress.from_dict(self.state["progress"])
             self.state = None
             log.info("resuming the autoencoder at step %d (%.3f kimg)", self.progress.step, self.progress.kimg)
             return self.progress.step
@@ -158,8 +146,7 @@ class _Session:
         p = self.progress
         save_state(folder, STATE_NAME, {"version": STATE_VERSION, "objective": "autoencoder",
                                         "engine": self.engine.state_dict(), "config": self.cfg.to_dict(),
-                                        "progress": {"step": p.step, "cur_nimg": p.cur_nimg,
-                                                     "elapsed_s": p.elapsed_s, "train_time_s": p.train_time_s}})
+                                        "progress": p.to_dict()})
         save_cae(self.out, self.engine.G_ema, self.engine.E_ema, self.gan_cfg, self.enc_cfg, self.cfg.to_dict(),
                  self.stats_summary())
         save_png_atomic(self.out / SAMPLES_NAME, self.render_grid())
@@ -215,44 +202,25 @@ class _Session:
     def finished(self) -> bool:
         return self.progress.cur_nimg >= self.total_nimg
 
+    def train_step(self, images: torch.Tensor, positions: torch.Tensor) -> dict[str, torch.Tensor]:
+        p, cfg = self.progress, self.cfg
+        torch.manual_seed(derive_seed(cfg.seed, _SEED_STEP, p.step, 0))
+        x = to_model_images(images, self.device, self.pairs.data.resolution, channels_last=False)
+        stats = self.engine.step(x, self.c_pool[positions.to(self.device)], p.step, p.cur_nimg)
+        p.step += 1
+        p.cur_nimg += cfg.batch
+        return stats
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
     def run(self, stop_after_kimg: float | None, stopper: StopRequest) -> str:
         """Train until the budget, ``stop_after_kimg`` or a signal; returns ``finished`` or ``stopped``."""
-        p, cfg = self.progress, self.cfg
-        session_start = p.cur_nimg
-        bar = tqdm(total=cfg.kimg, initial=p.kimg, disable=not self.show_bar, desc="train-cae", dynamic_ncols=True,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}"
-                              "{postfix}]")
-        data = self.pairs.data
-        stream = RealStream(data, self.sampler, p.step)
-        window = StatsWindow()
+        bar = kimg_bar(self.cfg, self.progress, "train-cae", self.show_bar)
+        stream = RealStream(self.pairs.data, self.sampler, self.progress.step)
         try:
-            while not self.finished():
-                t0 = time.perf_counter()
-                images, positions = next(stream)
-                torch.manual_seed(derive_seed(cfg.seed, _SEED_STEP, p.step, 0))
-                x = to_model_images(images, self.device, data.resolution, channels_last=False)
-                stats = self.engine.step(x, self.c_pool[positions.to(self.device)], p.step, p.cur_nimg)
-                before = p.cur_nimg
-                p.step += 1
-                p.cur_nimg += cfg.batch
-                window.add(stats)
-                dt = time.perf_counter() - t0
-                p.train_time_s, p.elapsed_s = p.train_time_s + dt, p.elapsed_s + dt
-                window.add_time(dt, cfg.batch)
-                bar.update(cfg.batch / 1000.0)
-                session_done = stop_after_kimg is not None and p.cur_nimg - session_start >= stop_after_kimg * 1000
-                interrupted = stopper.requested
-                if crossed(before, p.cur_nimg, cfg.tick_kimg) or self.finished() or session_done or interrupted:
-                    self.log_tick(window, bar)
-                t1 = time.perf_counter()
-                if crossed(before, p.cur_nimg, cfg.snapshot_kimg) or self.finished() or session_done or interrupted:
-                    self.save()
-                p.elapsed_s += time.perf_counter() - t1
-                if interrupted:
-                    raise KeyboardInterrupt
-                if session_done and not self.finished():
-                    return "stopped"
-            return "finished"
+            return run_kimg_loop(self, stream, stop_after_kimg, lambda: stopper.requested, bar)
         finally:
             stream.close()
             bar.close()
