@@ -54,7 +54,8 @@ longitudinal() {
 
 judge() {
   # Another backbone (resnet14t), another seed, 64 px: grades the generator's identity beside the embedder it is
-  # conditioned on; never used by any generator loss. One thread: faster than two on this 2-vCPU machine.
+  # conditioned on; never used by any generator loss. One OpenMP thread by default: with anything else running on
+  # the second vCPU, two threads oversubscribe and spin (measured here: 8-14 img/s on two threads vs 37-53 on one).
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} $CLI train --workspace "$WS_JUDGE" --quiet \
     --set model.backbone=resnet14t --set model.embedding_dim=64 --set image_size=64 --set seed=1 \
     --set loss=multi_similarity --set batch_size=64 --set m_per_patient=4 \

@@ -52,7 +52,8 @@ def model_card(meta: dict[str, Any], metrics: dict[str, Any], notes: str = "") -
         f"Shown {_fmt(stats.get('kimg'), 1)} kimg in {stats.get('step')} steps; training time "
         f"{_fmt((stats.get('train_time_s') or 0) / 3600, 2)} h ({_fmt(stats.get('s_per_kimg'), 1)} s/kimg) on "
         f"{platform.machine()}, {stats.get('threads')} thread(s), device {stats.get('device')}; data: "
-        f"{stats.get('n_images')} training films of {stats.get('n_patients')} patients with two or more films.",
+        f"{stats.get('n_images')} films of the training split, of which those of the {stats.get('n_patients')} "
+        "patients with two or more films form the pairs.",
         "",
         "## Judged figures (held-out patients the generator never saw)",
         f"{metrics.get('n_patients')} patients of the {metrics.get('split')} split, {metrics.get('n_films')} films. "
