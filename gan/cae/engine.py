@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from gan.cae.config import CaeTrainConfig
 from gan.cae.encoder import EncoderConfig, NuisanceEncoder, kl_to_prior, sample_n
@@ -75,12 +75,12 @@ class CaeEngine:
         ratio = cfg.r1_interval / (cfg.r1_interval + 1)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d * ratio,
                                       betas=(0.0, 0.99 ** ratio), eps=1e-8)
+        self._last_fakes: tuple[Tensor, Tensor] | None = None  # the G step's renders, for the D step
 
     # ------------------------------------------------------------------ the step
     def step(self, x: Tensor, c: Tensor, step: int, cur_nimg: int) -> Stats:
         """One optimisation round on a pair-ordered batch ``x`` (B, 1, R, R) in [-1, 1] with conditions ``c``."""
-        cfg, B = self.cfg, x.shape[0]
-        adv = cfg.adv_scale(cur_nimg / 1000.0)
+        adv = self.cfg.adv_scale(cur_nimg / 1000.0)
         stats = self._generator_step(x, c, adv)
         if adv > 0:
             stats.update(self._discriminator_step(x, c, step))
@@ -137,6 +137,7 @@ class CaeEngine:
 
     def _discriminator_step(self, x: Tensor, c: Tensor, step: int) -> Stats:
         cfg = self.cfg
+        assert self._last_fakes is not None, "the discriminator step follows a generator step"
         fakes, fake_c = self._last_fakes
         real_logits = self.D(x, c)
         fake_logits = self.D(fakes, fake_c)
@@ -169,6 +170,3 @@ class CaeEngine:
             opt = getattr(self, name)
             opt.load_state_dict(state[name])
             match_state_layout(opt)
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G": self.G, "E": self.E, "D": self.D}
