@@ -82,6 +82,11 @@ gan() {
   mkdir -p "$WS/embedder"
   cp checkpoints/embedder/model.safetensors checkpoints/embedder/config.json "$WS/embedder/"
   $CLI embed --workspace "$WS"
+  # a run started in an earlier session (on another machine) continues from its committed resume state
+  if [[ ! -f "$WS/gan/resume/state.json" && -f training/gan_resume/state.json ]]; then
+    mkdir -p "$WS/gan/resume"
+    cp training/gan_resume/state.safetensors training/gan_resume/state.json "$WS/gan/resume/"
+  fi
   local slice=()
   [[ -n "${GAN_SLICE_KIMG:-}" ]] && slice=(--stop-after-kimg "$GAN_SLICE_KIMG")
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} $CLI train-cae --workspace "$WS" --kimg "${CAE_KIMG:-300}" --quiet "${slice[@]}"

@@ -231,3 +231,26 @@ def test_ship_writes_a_verified_pair_with_a_card_and_the_demo_installs_it(ws, tm
     assert list(q.table.columns) == ["figure (top-1 among held-out patients)", "goal", "conditioning embedder",
                                      "independent judge"]
     assert "100 held-out patients" in q.note and "C2ST AUC 0.75" in q.note
+
+
+def test_pc_meaning_table_compares_real_correlation_with_the_sweep(ws):
+    from gan.cae.evaluate import pc_meaning_agreement
+
+    G, E = load_generator(ws.gan_dir), load_encoder(ws.gan_dir)
+    m = load_manifest(ws.manifest_path)
+    table = EmbeddingTable.load(ws.embeddings_path)
+    store = np.load(ws.images_path(32), mmap_mode="r")
+    imgs = np.asarray(store[m["cache_row"].to_numpy()], np.float32) / 255.0
+    small = torch.nn.functional.interpolate(torch.from_numpy(imgs)[:, None], size=16, mode="bilinear",
+                                            antialias=True)[:, 0].numpy()
+    data = HeldOut(small, m["patient_id"].to_numpy(), table.embeddings[table.rows_for(m["image_id"])],
+                   m["image_id"].to_numpy())
+    factors = cf.workspace_factors(ws, m).table
+    pca = IdentityPCA.fit(table.embeddings, 4)
+    judge = Judge("j", load_embedder(ws.embedder_dir))
+    tab = pc_meaning_agreement(G, E, judge, pca, data, factors, n_pcs=2, n_films=4, min_cv_r2=-np.inf)
+    assert list(tab["PC"]) == [1, 2]
+    assert set(tab["correlates most with (real films)"]) | set(tab["sweep moves most"]) <= set(factors.columns)
+    assert (tab["agree"] == (tab["correlates most with (real films)"] == tab["sweep moves most"])).all()
+    with pytest.raises(ValueError, match="readable"):
+        pc_meaning_agreement(G, E, judge, pca, data, factors, n_pcs=1, n_films=2, min_cv_r2=2.0)

@@ -272,10 +272,9 @@ def pc_meaning_agreement(G: "Generator", E: "NuisanceEncoder", judge: Judge, pca
     condition of ``n_films`` encoded held-out films along the PC and measures the
     regressors' slope in factor SDs per PC σ.
     """
-    from gan.interpret import DEFAULT_FACTORS, align_factors, fit_factor_regressor, pc_factor_r2
+    from gan.interpret import DEFAULT_FACTORS, align_factors, fit_factor_regressor, numeric_factors, pc_factor_r2
 
-    aligned = align_factors(list(data.image_ids), factors)
-    aligned = aligned[[c for c in DEFAULT_FACTORS if c in aligned.columns]]
+    aligned = numeric_factors(align_factors(list(data.image_ids), factors), DEFAULT_FACTORS)
     feats = judge.embed(data.images)[1]
     regressors = {}
     for col in aligned.columns:
