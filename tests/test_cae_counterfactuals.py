@@ -101,6 +101,19 @@ def test_figures_command_writes_grids_diffs_gifs_and_swaps(ws, tmp_path, capsys)
 
 # --------------------------------------------------------------------------- judging
 
+def held_out_films(ws: Workspace, min_films: int = 1) -> HeldOut:
+    """Every film of the fixture workspace (of patients with ``min_films`` or more) at the generator's 16 px."""
+    m = load_manifest(ws.manifest_path)
+    m = m[m["patient_id"].map(m["patient_id"].value_counts()) >= min_films]
+    table = EmbeddingTable.load(ws.embeddings_path)
+    store = np.load(ws.images_path(32), mmap_mode="r")
+    imgs = np.asarray(store[m["cache_row"].to_numpy()], np.float32) / 255.0
+    small = torch.nn.functional.interpolate(torch.from_numpy(imgs)[:, None], size=16, mode="bilinear",
+                                            antialias=True)[:, 0].numpy()
+    return HeldOut(small, m["patient_id"].to_numpy(), table.embeddings[table.rows_for(m["image_id"])],
+                   m["image_id"].to_numpy())
+
+
 def test_top1_and_realism_statistics_against_brute_force():
     rng = np.random.default_rng(0)
     q, g = rng.normal(size=(7, 5)), rng.normal(size=(9, 5))
@@ -129,15 +142,8 @@ def test_top1_and_realism_statistics_against_brute_force():
 
 def test_evaluate_cae_reports_every_judge_and_realism(ws):
     G, E = load_generator(ws.gan_dir), load_encoder(ws.gan_dir)
-    m = load_manifest(ws.manifest_path)
-    table = EmbeddingTable.load(ws.embeddings_path)
-    store = np.load(ws.images_path(32), mmap_mode="r")
-    imgs = np.asarray(store[m["cache_row"].to_numpy()], np.float32) / 255.0
-    small = torch.nn.functional.interpolate(torch.from_numpy(imgs)[:, None], size=16, mode="bilinear",
-                                            antialias=True)[:, 0].numpy()
-    keep = m["patient_id"].map(m["patient_id"].value_counts()) >= 2
-    data = HeldOut(small[keep.to_numpy()], m.loc[keep, "patient_id"].to_numpy(),
-                   table.embeddings[table.rows_for(m.loc[keep, "image_id"])], m.loc[keep, "image_id"].to_numpy())
+    data = held_out_films(ws, min_films=2)
+    small = held_out_films(ws).images
     judge = Judge("j", load_embedder(ws.embedder_dir))
     out = evaluate_cae(G, E, [judge, Judge("k", load_embedder(ws.embedder_dir))], data, small[:10])
     assert set(out["judges"]) == {"j", "k"}
@@ -237,15 +243,9 @@ def test_pc_meaning_table_compares_real_correlation_with_the_sweep(ws):
     from gan.cae.evaluate import pc_meaning_agreement
 
     G, E = load_generator(ws.gan_dir), load_encoder(ws.gan_dir)
-    m = load_manifest(ws.manifest_path)
+    data = held_out_films(ws)
     table = EmbeddingTable.load(ws.embeddings_path)
-    store = np.load(ws.images_path(32), mmap_mode="r")
-    imgs = np.asarray(store[m["cache_row"].to_numpy()], np.float32) / 255.0
-    small = torch.nn.functional.interpolate(torch.from_numpy(imgs)[:, None], size=16, mode="bilinear",
-                                            antialias=True)[:, 0].numpy()
-    data = HeldOut(small, m["patient_id"].to_numpy(), table.embeddings[table.rows_for(m["image_id"])],
-                   m["image_id"].to_numpy())
-    factors = cf.workspace_factors(ws, m).table
+    factors = cf.workspace_factors(ws, load_manifest(ws.manifest_path)).table
     pca = IdentityPCA.fit(table.embeddings, 4)
     judge = Judge("j", load_embedder(ws.embedder_dir))
     tab = pc_meaning_agreement(G, E, judge, pca, data, factors, n_pcs=2, n_films=4, min_cv_r2=-np.inf)
