@@ -86,6 +86,7 @@ gan() {
   if [[ ! -f "$WS/gan/resume/state.json" && -f training/gan_resume/state.json ]]; then
     mkdir -p "$WS/gan/resume"
     cp training/gan_resume/state.safetensors training/gan_resume/state.json "$WS/gan/resume/"
+    cp training/gan_resume/train_log.jsonl "$WS/gan/train_log.jsonl"
   fi
   local slice=()
   [[ -n "${GAN_SLICE_KIMG:-}" ]] && slice=(--stop-after-kimg "$GAN_SLICE_KIMG")
