@@ -284,7 +284,8 @@ def test_report_shows_curves_metrics_with_cis_and_baseline(trained):
     assert "[" in row["value [95% CI]"] and row["pixel baseline"] != "—"
     assert {"ROC AUC", "mAP@R", "matched drift AUC"} <= set(shown["metric"])
     titles = [str(s["layout"].get("title")) for s in plotly_specs(at)]
-    assert any("database-size" in t for t in titles) and len(plotly_specs(at)) == 2  # + training curves
+    assert any("database-size" in t for t in titles) and any("reliability" in t for t in titles)
+    assert len(plotly_specs(at)) == 3  # + training curves; no DET: 6 test patients fill no gallery of 100
     assert "pixel 32x32" in texts(at, "markdown")
 
 
