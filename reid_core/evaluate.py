@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reid_core.bootstrap import bootstrap_mean_ci, row_bootstrap_ci
+from reid_core.bootstrap import bootstrap_mean_ci
 from reid_core.data.manifest import load_manifest
 from reid_core.data.store import ImageStore
 from reid_core.diagnosis import diagnosis_auc
 from reid_core.embed import EmbeddingTable
 from reid_core.errors import WorkspaceError
-from reid_core.longitudinal import drift_table, matched_drift_auc
+from reid_core.longitudinal import drift_table, matched_drift_auc_ci
 from reid_core.holdout import EvaluationSet, ImagesChoice, choose_evaluation_set, workspace_evaluation_set
 from reid_core.identification import GALLERY_SIZES, gallery_identification
 from reid_core.metrics import database_size_curve, per_query_metrics, pixel_baseline_embeddings, retrieval_metrics
@@ -106,12 +106,7 @@ def evaluate_embeddings(manifest: pd.DataFrame, emb: np.ndarray, n_boot: int = 1
         report["database_size_curve"] = database_size_curve(emb, pids, test, sizes, rng).to_dict("records")
     sub = manifest[ev].reset_index(drop=True)
     slow_boot = min(n_boot, 200)  # statistics recomputed per replicate (stratified / per-finding AUCs)
-    drift = drift_table(sub, emb[ev])
-    report["longitudinal"] = matched_drift_auc(drift)
-    lo, hi = row_bootstrap_ci(lambda rows: matched_drift_auc(drift.iloc[rows])["auc"],
-                              drift["patient_id"].to_numpy(), slow_boot, rng)
-    report["longitudinal"].update({"auc_ci_low": lo, "auc_ci_high": hi, "n_boot": slow_boot,
-                                   "n_patients": int(drift["patient_id"].nunique())})
+    report["longitudinal"] = matched_drift_auc_ci(drift_table(sub, emb[ev]), slow_boot, rng)
     report["diagnosis"] = diagnosis_auc(emb[ev], sub["findings"], pids[ev], n_boot=slow_boot, rng=rng)
     return report, verifier
 

@@ -33,7 +33,9 @@ def test_report_has_required_keys_and_sane_values():
     assert 0 < r["map_at_r"] <= 1 and 0 < r["r_precision"] <= 1
     assert v["auc"] > 0.99 and v["f1"] > 0.9 and v["threshold"] > 0
     assert verifier.distance_threshold == v["threshold"]
-    assert report["longitudinal"]["auc"] > 0.8
+    lon, diag = report["longitudinal"], report["diagnosis"]
+    assert lon["auc"] > 0.8 and lon["auc_ci_low"] <= lon["auc"] <= lon["auc_ci_high"] and lon["n_patients"] > 0
+    assert diag["mean_auc_ci_low"] <= diag["mean_auc"] <= diag["mean_auc_ci_high"] and diag["n_images"] > 0
     curve = pd.DataFrame(report["database_size_curve"])
     assert curve["gallery_size"].is_monotonic_increasing and curve["precision_at_1"].iloc[-1] <= curve["precision_at_1"].iloc[0] + 1e-9
 
