@@ -26,6 +26,13 @@ regularisation scale-free; it is also what keeps the fit finite on perfectly
 separable data (an unregularised fit diverges). Balanced weights make
 ``p = 0.5`` the equal-prior operating point whatever the negative:positive ratio.
 The saved ``verifier.json`` holds plain numbers only (no pickle).
+
+Which pairs: ``fit(..., pairs="random")`` is the protocol above. ``pairs="neighbours"`` (what
+``cxr-reid evaluate`` fits since issue 16) fits the same one-feature logistic, unweighted, on each
+image's 10 nearest images (:mod:`reid_core.hard_pairs`): random pairs hold easy negatives only, so
+their p overstated how likely a search's close hit is the same patient; fitted on search results, p is
+the share of same-patient pairs at that distance among search results (checked in
+:mod:`reid_core.pair_eval`). ``fit_stats["pairs"]`` records which.
 """
 from __future__ import annotations
 
