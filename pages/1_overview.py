@@ -5,11 +5,21 @@ import streamlit as st
 
 from pages._shared import current_workspace, manifest, require
 from reid_core.ui.figures import bar_figure
-from reid_core.ui.tables import dataset_summary, headline, load_report
+from reid_core.ui.explain import evaluated_all_unseen, evaluation_sentence, headline_texts, split_chart
+from reid_core.ui.tables import dataset_summary, load_report
 from reid_core.ui.workspaces import OPTIONAL_ARTEFACTS, PAGE_NEEDS, build_commands, embedder_summary, status_frame
 
 ws = current_workspace()
 st.title("Overview")
+
+
+def _report_or_none() -> dict | None:
+    try:
+        return load_report(ws.report_path) if ws.report_path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
 st.caption(f"workspace `{ws.root}`")
 
 if ws.root.is_dir():
@@ -42,7 +52,8 @@ if require(ws, PAGE_NEEDS["overview"], "The dataset summary"):
     a, b, c2 = st.columns(3)
     a.plotly_chart(bar_figure(s.views, "views", y_title="images", height=260), width="stretch", key="overview_views")
     b.plotly_chart(bar_figure(s.sexes, "sex", y_title="images", height=260), width="stretch", key="overview_sex")
-    c2.plotly_chart(bar_figure(s.splits, "splits", y_title="images", height=260), width="stretch",
+    counts, split_title = split_chart(s.splits, _report_or_none())
+    c2.plotly_chart(bar_figure(counts, split_title, y_title="images", height=260), width="stretch",
                     key="overview_splits")
 
 st.subheader("Models")
@@ -63,14 +74,17 @@ if (ws.gan_dir / "G_ema.safetensors").exists():
 else:
     st.caption(f"GAN: not trained (`cxr-reid train-gan --workspace {ws.root}`)")
 if ws.report_path.exists():
-    try:
-        h = headline(load_report(ws.report_path))
-    except (OSError, ValueError) as exc:
-        st.error(f"report.json is unreadable ({exc}); re-run `cxr-reid evaluate --workspace {ws.root}`")
+    rep = _report_or_none()
+    if rep is None:
+        st.error(f"report.json is unreadable; re-run `cxr-reid evaluate --workspace {ws.root}`")
     else:
+        h = headline_texts(rep)
         cols = st.columns(len(h))
         for col, (name, value) in zip(cols, h.items()):
-            col.metric(name, "—" if value != value else f"{value:.3f}")
-        st.caption("test split; see the Model report page for confidence intervals")
+            col.metric(name, value)
+        st.caption("value [95% CI] on " + evaluation_sentence(rep)
+                   + (". The model card's figures are on the embedder's own test split (other patients), hence "
+                      "the difference." if evaluated_all_unseen(rep) else "")
+                   + " The Model report page has n, pairs and identification at gallery scale.")
 else:
     st.info(f"No evaluation yet: run `cxr-reid evaluate --workspace {ws.root}`")

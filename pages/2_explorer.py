@@ -6,7 +6,9 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from pages._shared import aligned_embeddings, current_workspace, image_grid, index, projection, require, verifier
+from pages._shared import aligned_embeddings, current_workspace, image_grid, index, projection, report, require
+from pages._shared import verifier
+from reid_core.ui.explain import p_same_explanation
 from reid_core.ui.figures import LINE_PATIENT_LIMIT, embedding_scatter
 from reid_core.ui.selection import drawn_rows, event_image_ids
 from reid_core.ui.tables import COLOR_OPTIONS, caption, display_frame, neighbour_table, selection_csv
@@ -67,6 +69,8 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
             image_grid(ws, display_frame(m, [focus]), ncols=1, captions=[f"query: {caption(row)}"])
         with right:
             st.dataframe(table, hide_index=True, width="stretch", key="explorer_neighbours")
+            if probs is not None:
+                st.caption(p_same_explanation(verifier(ws).fit_stats, report(ws)))
         caps = [f"#{r.rank} d={r.distance:.3f} · {caption(r._asdict())}" for r in table.itertuples()]
         image_grid(ws, table, ncols=6, captions=caps, flags=table["true_patient"].tolist())
 

@@ -19,6 +19,8 @@ from pages._shared import (
     show_query,
     verifier,
 )
+from reid_core.ui.defaults import first_same_patient_pair
+from reid_core.ui.explain import p_same_explanation
 from reid_core.ui.figures import roc_figure
 from reid_core.ui.overlay import heat_overlay
 from reid_core.ui.verification import report_roc, threshold_operating_point
@@ -31,8 +33,7 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
     m, _ = aligned_embeddings(ws)
     ver = verifier(ws)
     ids = m["image_id"].tolist()
-    # default pair: the first two images of the first patient with two (a "same" pair to start from)
-    first = m.groupby("patient_id").head(2).index[:2].tolist() if len(m) > 1 else [0, 0]
+    first = first_same_patient_pair(m)  # start on a same-patient pair
     left, right = st.columns(2)
     with left:
         a = query_picker(ws, "Image A", "verify_a", ids, default_index=first[0])
@@ -59,6 +60,7 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
         decision = (f"Decision: :green[**SAME patient**] (p = {result.probability:.3f} ≥ {threshold:.2f})" if same
                     else f"Decision: :red[**DIFFERENT patients**] (p = {result.probability:.3f} < {threshold:.2f})")
         st.markdown(f"#### {decision}")
+        st.caption(p_same_explanation(ver.fit_stats, report(ws)))
         if a["row"] is not None and b["row"] is not None:
             truth = str(a["row"]["patient_id"]) == str(b["row"]["patient_id"])
             st.caption("recorded: " + ("same patient" if truth else "different patients")
@@ -71,7 +73,7 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
             d_cut = (math.log(threshold / (1 - threshold)) - ver.intercept) / ver.coef
             st.caption(f"at this threshold, pairs closer than {d_cut:.4f} are called the same patient")
 
-    st.subheader("ROC on the test split")
+    st.subheader("ROC on held-out pairs")
     rep = report(ws)
     roc = report_roc(rep)
     if roc is None:
@@ -85,7 +87,8 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
         with c[1]:
             st.metric("sensitivity", f"{point.sensitivity:.3f}")
             st.metric("specificity", f"{point.specificity:.3f}")
-            st.caption(f"on {roc['n_positive']} same-patient and {roc['n_negative']} different-patient test pairs, "
+            st.caption(f"on {roc['n_positive']} same-patient and {roc['n_negative']} random different-patient "
+                       "held-out pairs, "
                        f"deciding p ≥ {threshold:.2f}"
                        + ("" if point.exact else f" (nearest stored threshold {point.stored_threshold:.3f})"))
 

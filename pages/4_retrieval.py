@@ -4,7 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from pages._shared import aligned_embeddings, current_workspace, image_grid, index, query_picker, require, show_query
-from pages._shared import verifier
+from pages._shared import report, verifier
+from reid_core.ui.defaults import first_query_with_mates, own_films_found
+from reid_core.ui.explain import p_same_explanation
 from reid_core.ui.tables import caption, neighbour_table
 from reid_core.ui.workspaces import PAGE_NEEDS
 
@@ -19,7 +21,8 @@ if require(ws, PAGE_NEEDS["retrieval"], "Retrieval"):
         st.info(f"No verifier yet, so no same-patient probabilities: run `cxr-reid evaluate --workspace {ws.root}`")
     left, right = st.columns([2, 1])
     with left:
-        query = query_picker(ws, "Query", "search_query", m["image_id"].tolist())
+        query = query_picker(ws, "Query", "search_query", m["image_id"].tolist(),
+                             default_index=first_query_with_mates(m))
     with right:
         k = st.slider("results (k)", 1, max(1, min(50, len(idx) - 1)), min(10, max(1, len(idx) - 1)),
                       key="search_k")
@@ -39,10 +42,7 @@ if require(ws, PAGE_NEEDS["retrieval"], "Retrieval"):
             show_query(query, "query")
         with t_col:
             if patient is not None:
-                hits = int(table["true_patient"].sum())
-                st.markdown(f"**{hits}** of the top {len(table)} are the query's own patient (`{patient}`)"
-                            + (", the first at rank " + str(int(table.loc[table['true_patient'], 'rank'].iloc[0]))
-                               if hits else ""))
+                st.markdown(own_films_found(m, query["image_id"], table).sentence() + f" (patient `{patient}`)")
                 styled = table.style.apply(
                     lambda r: ["background-color: rgba(46, 204, 113, 0.25)" if r["true_patient"] else ""] * len(r),
                     axis=1)
@@ -50,6 +50,8 @@ if require(ws, PAGE_NEEDS["retrieval"], "Retrieval"):
             else:
                 st.caption("uploaded query: its patient is unknown, so no result is marked as the true patient")
                 st.dataframe(table, hide_index=True, width="stretch", key="search_table")
+        if probs is not None:
+            st.caption(p_same_explanation(verifier(ws).fit_stats, report(ws)))
         caps = []
         for r in table.itertuples():
             p = f" p={r.p_same:.2f}" if probs is not None else ""

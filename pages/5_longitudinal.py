@@ -1,15 +1,12 @@
 """Longitudinal: a patient's studies in time order and their embedding drift from a normal baseline."""
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import streamlit as st
 
-from pages._shared import aligned_embeddings, current_workspace, drift, image_grid, require
-from reid_core.longitudinal import matched_drift_auc
+from pages._shared import aligned_embeddings, current_workspace, drift, drift_auc, image_grid, require
 from reid_core.ui.figures import drift_figure
-from reid_core.ui.tables import longitudinal_patients, patient_studies
+from reid_core.ui.tables import format_ci, longitudinal_patients, patient_studies
 from reid_core.ui.workspaces import PAGE_NEEDS, embedder_summary
 
 ws = current_workspace()
@@ -27,10 +24,12 @@ if require(ws, PAGE_NEEDS["longitudinal"], "Drift"):
                 "0.81 instead of 0.72; re-identification from abnormal films drops, so keep both).")
     m, _ = aligned_embeddings(ws)
     table = drift(ws)
-    auc = matched_drift_auc(table)
+    auc = drift_auc(ws)
     c = st.columns(4)
-    c[0].metric("matched drift AUC", "—" if math.isnan(auc["auc"]) else f"{auc['auc']:.3f}",
-                help="abnormal vs still-normal follow-ups, compared only within the same time-since-baseline bin")
+    c[0].metric("matched drift AUC", format_ci(auc["auc"], auc["auc_ci_low"], auc["auc_ci_high"]),
+                help="abnormal vs still-normal follow-ups, compared only within the same time-since-baseline bin; "
+                     f"95% CI from {auc['n_boot']} patient-bootstrap replicates over {auc['n_patients']} patients "
+                     "(every film of this workspace: the embedder may have seen some)")
     c[1].metric("follow-ups with a finding", auc["n_abnormal"])
     c[2].metric("follow-ups still normal", auc["n_normal"])
     c[3].metric("patients with a baseline", table["patient_id"].nunique() if len(table) else 0)

@@ -21,7 +21,7 @@ from reid_core.data.manifest import load_manifest
 from reid_core.data.store import ImageStore
 from reid_core.embed import EmbeddingTable
 from reid_core.errors import CxrReidError
-from reid_core.longitudinal import drift_table
+from reid_core.longitudinal import drift_table, matched_drift_auc_ci
 from reid_core.ui.projection import Projection, workspace_projection
 from reid_core.ui.tables import caption, load_report
 from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES, load_uploaded_image
@@ -102,6 +102,16 @@ def _drift(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> pd.DataFr
 
 def drift(ws: Workspace) -> pd.DataFrame:
     return _drift(file_key(ws.manifest_path), file_key(ws.embeddings_path))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _drift_auc(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> dict:
+    return matched_drift_auc_ci(_drift(manifest_key, emb_key))
+
+
+def drift_auc(ws: Workspace) -> dict:
+    """The workspace's matched drift AUC with its patient-bootstrap CI (cached with the embeddings)."""
+    return _drift_auc(file_key(ws.manifest_path), file_key(ws.embeddings_path))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

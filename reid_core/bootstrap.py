@@ -34,7 +34,7 @@ matrix (replicates × pairs), so 1,000 replicates over 10⁵ pairs take seconds.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -214,3 +214,26 @@ def bootstrap_pair_metrics(
     out["n_boot"] = int(n_boot)
     out["ci_level"] = float(level)
     return out
+
+
+def row_bootstrap_ci(statistic: Callable[[np.ndarray], float], patient_ids: Sequence, n_boot: int = 1000,
+                     rng: np.random.Generator | int | None = None, level: float = 0.95) -> tuple[float, float]:
+    """Patient-bootstrap percentile CI of any statistic of a set of rows (e.g. follow-up films).
+
+    ``statistic(rows)`` gets an int array of row indices, each patient's rows repeated as often as the
+    patient was drawn, and returns a float (NaN when undefined; skipped). For statistics that are not
+    means of per-row values (stratified AUCs, means of per-class AUCs).
+    """
+    pid = np.asarray(patient_ids)
+    if len(pid) == 0 or n_boot <= 0:
+        return float("nan"), float("nan")
+    _, codes = np.unique(pid, return_inverse=True)
+    codes = codes.ravel()
+    order = np.argsort(codes, kind="stable")
+    starts = np.r_[0, np.cumsum(np.bincount(codes))]
+    reps = []
+    for c in patient_counts(int(codes.max()) + 1, n_boot, as_rng(rng)):
+        drawn = np.repeat(np.arange(len(c)), c)
+        rows = np.concatenate([order[starts[p]:starts[p + 1]] for p in drawn]) if len(drawn) else order[:0]
+        reps.append(statistic(rows))
+    return percentile_ci(np.asarray(reps, dtype=np.float64), level)

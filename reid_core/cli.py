@@ -16,6 +16,8 @@ import numpy as np
 
 from reid_core.demo import DEMO_PATIENTS, DEMO_SEED
 from reid_core.errors import CxrReidError
+from reid_core.hard_pairs import PAIR_KINDS
+from reid_core.holdout import IMAGES_CHOICES
 from reid_core.prepare import DATASETS
 from reid_core.train.cli import add_train_arguments, run_train_command
 from gan.cae import cli as cae_cli
@@ -146,11 +148,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         table = dimension_sweep(args.workspace, dims, config_from_args(args), n_boot=min(args.n_boot, 200))
         print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
         return 0
-    report = evaluate_workspace(args.workspace, n_boot=args.n_boot, seed=args.seed, out=args.out)
-    r, v = report["retrieval"], report["verification"]
-    print(f"test P@1 {_num(r['precision_at_1'])}  mAP@R {_num(r['map_at_r'])}  R-precision {_num(r['r_precision'])}")
+    sizes = tuple(int(x) for x in args.gallery_sizes.split(",") if x.strip())
+    report = evaluate_workspace(args.workspace, n_boot=args.n_boot, seed=args.seed, out=args.out, images=args.images,
+                                verifier_pairs=args.verifier_pairs, gallery_sizes=sizes)
+    r, v, ev = report["retrieval"], report["verification"], report["evaluation_set"]
+    print(f"evaluated {ev['n_images']} images of {ev['n_patients']} patients ({ev['mode']}): {ev['reason']}")
+    print(f"P@1 {_num(r['precision_at_1'])}  mAP@R {_num(r['map_at_r'])}  R-precision {_num(r['r_precision'])}")
     print(f"verification AUC {_num(v['auc'])}  F1 {_num(v['f1'])}  distance threshold {_num(v['threshold'])}"
           + ("" if v["threshold"] is not None else " (distance does not separate pairs: p never crosses 0.5)"))
+    for g in report["identification"]["galleries"]:
+        if "skipped" in g:
+            print(f"1:N gallery {g['gallery_size']}: skipped ({g['skipped']})")
+            continue
+        rates = "  ".join(f"FNIR {_num(p.get('fnir'))} at FPIR {p['fpir_target']:g}" for p in g["fnir_at_fpir"])
+        print(f"1:N gallery {g['gallery_size']}: rank-1 {_num(g['rank1'])}  {rates}")
+    hard = report["calibration"]["hardest_negative"]
+    print(f"p_same ECE on search results {_num(report['calibration']['search_results']['ece'])}; "
+          f"nearest other-patient films called same: {_num(hard.get('called_same'))}")
     if "baseline" in report:
         print(f"pixel baseline P@1 {_num(report['baseline']['retrieval']['precision_at_1'])}")
     print(f"wrote {args.out or args.workspace / 'report.json'}")
@@ -346,8 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
     p.add_argument("--force", action="store_true", help="re-embed even if up to date")
 
-    p = add("evaluate", _cmd_evaluate, "Evaluate retrieval and verification on the test split (report.json).")
+    p = add("evaluate", _cmd_evaluate, "Evaluate retrieval, verification, calibration and 1:N identification on "
+                                       "the held-out images (report.json).")
     p.add_argument("--workspace", required=True, type=Path)
+    p.add_argument("--images", choices=IMAGES_CHOICES, default="auto",
+                   help="auto: every image when the embedder never saw this workspace (its card.json names another "
+                        "dataset or phantom seed), else the test split; all; test")
+    p.add_argument("--verifier-pairs", choices=PAIR_KINDS, default="neighbours",
+                   help="fit p_same on each film's 10 nearest films (calibrated on search results) or on random pairs")
+    p.add_argument("--gallery-sizes", default="100,1000,10000",
+                   help="1:N gallery sizes in enrolled patients (sizes the data cannot fill are skipped)")
     p.add_argument("--out", type=Path, help="report path (default: WORKSPACE/report.json)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs")
     p.add_argument("--seed", type=int, default=0)

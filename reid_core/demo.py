@@ -9,8 +9,10 @@ so a second start only checks files:
 2. the shipped embedder (``checkpoints/embedder``) installed into the
    workspace (weights verified by SHA-256 when loaded);
 3. embeddings + exact FAISS index;
-4. the verifier and ``report.json`` (retrieval, verification with CIs, drift,
-   pixel baseline);
+4. the verifier and ``report.json``: the installed card.json says the embedder
+   saw phantom seed 0, so every demo image is evaluated (:mod:`reid_core.holdout`):
+   retrieval, verification and calibration, 1:N identification (a gallery of
+   100 of the 200 patients), drift, pixel baseline, each with n and CI;
 5. the explorer's 2-D PCA projection;
 6. the shipped generator (``checkpoints/gan``), when there is one.
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from reid_core.bootstrap import row_bootstrap_ci
 from reid_core.data.manifest import NO_FINDING
 from reid_core.retrieval import faiss_search
 
@@ -50,15 +51,26 @@ def neighbour_votes(query: np.ndarray, query_patients: np.ndarray, gallery: np.n
 
 
 def diagnosis_auc(embeddings: np.ndarray, findings: pd.Series, patient_ids: np.ndarray,
-                  k: int = 10, min_positives: int = 5) -> dict:
-    """Leave-patient-out neighbour vote on a set; per-finding ROC AUC (findings with enough cases)."""
+                  k: int = 10, min_positives: int = 5, n_boot: int = 0,
+                  rng: np.random.Generator | int | None = None) -> dict:
+    """Leave-patient-out neighbour vote on a set; per-finding ROC AUC (findings with enough cases).
+
+    With ``n_boot > 0`` also ``mean_auc_ci_low``/``_high``: the votes stay fixed, the films are resampled
+    by patient (:func:`reid_core.bootstrap.row_bootstrap_ci`).
+    """
     mat, vocab = finding_matrix(findings)
     pids = np.asarray(patient_ids).astype(str)
     votes, _, _ = neighbour_votes(embeddings, pids, embeddings, pids, mat, k=k)
-    per = {}
-    for j, name in enumerate(vocab):
-        y = mat[:, j]
-        if y.sum() >= min_positives and (~y).sum() >= min_positives:
-            per[name] = float(roc_auc_score(y, votes[:, j]))
-    return {"k": k, "per_finding_auc": per,
-            "mean_auc": float(np.mean(list(per.values()))) if per else float("nan")}
+    scored = [j for j in range(len(vocab))
+              if mat[:, j].sum() >= min_positives and (~mat[:, j]).sum() >= min_positives]
+    per = {vocab[j]: float(roc_auc_score(mat[:, j], votes[:, j])) for j in scored}
+    out = {"k": k, "per_finding_auc": per, "n_images": int(len(pids)), "n_patients": int(len(set(pids))),
+           "mean_auc": float(np.mean(list(per.values()))) if per else float("nan")}
+    if n_boot > 0 and scored:
+        def mean_auc(rows: np.ndarray) -> float:
+            aucs = [roc_auc_score(mat[rows, j], votes[rows, j]) for j in scored
+                    if 0 < mat[rows, j].sum() < len(rows)]
+            return float(np.mean(aucs)) if aucs else float("nan")
+
+        out["mean_auc_ci_low"], out["mean_auc_ci_high"] = row_bootstrap_ci(mean_auc, pids, n_boot, rng)
+    return out

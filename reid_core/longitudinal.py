@@ -87,3 +87,16 @@ def matched_drift_auc(table: pd.DataFrame, bins_years: tuple[float, ...] = DEFAU
         "n_normal": int((~table["abnormal"]).sum()),
         "per_bin": per_bin,
     }
+
+
+def matched_drift_auc_ci(table: pd.DataFrame, n_boot: int = 200, rng: np.random.Generator | int | None = 0,
+                         level: float = 0.95) -> dict:
+    """:func:`matched_drift_auc` plus ``auc_ci_low``/``auc_ci_high`` (follow-ups resampled by patient),
+    ``n_boot`` and ``n_patients``."""
+    from reid_core.bootstrap import row_bootstrap_ci
+
+    out = matched_drift_auc(table)
+    pids = table["patient_id"].to_numpy() if len(table) else np.empty(0)
+    lo, hi = row_bootstrap_ci(lambda rows: matched_drift_auc(table.iloc[rows])["auc"], pids, n_boot, rng, level)
+    out.update({"auc_ci_low": lo, "auc_ci_high": hi, "n_boot": int(n_boot), "n_patients": int(len(set(pids)))})
+    return out

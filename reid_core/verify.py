@@ -26,6 +26,13 @@ regularisation scale-free; it is also what keeps the fit finite on perfectly
 separable data (an unregularised fit diverges). Balanced weights make
 ``p = 0.5`` the equal-prior operating point whatever the negative:positive ratio.
 The saved ``verifier.json`` holds plain numbers only (no pickle).
+
+Which pairs: ``fit(..., pairs="random")`` is the protocol above. ``pairs="neighbours"`` (what
+``cxr-reid evaluate`` fits since issue 16) fits the same one-feature logistic, unweighted, on each
+image's 10 nearest images (:mod:`reid_core.hard_pairs`): random pairs hold easy negatives only, so
+their p overstated how likely a search's close hit is the same patient; fitted on search results, p is
+the share of same-patient pairs at that distance among search results (checked in
+:mod:`reid_core.pair_eval`). ``fit_stats["pairs"]`` records which.
 """
 from __future__ import annotations
 
@@ -177,8 +184,13 @@ class PairVerifier:
         if not self.is_fitted:
             raise RuntimeError("PairVerifier is not fitted: call fit() or load a verifier.json")
 
-    def fit_distances(self, distances: np.ndarray, same: np.ndarray) -> "PairVerifier":
-        """Fit on precomputed pair distances and same-patient flags (both classes required)."""
+    def fit_distances(self, distances: np.ndarray, same: np.ndarray,
+                      class_weight: str | None = "balanced") -> "PairVerifier":
+        """Fit on precomputed pair distances and same-patient flags (both classes required).
+
+        ``class_weight="balanced"``: p = 0.5 where both classes are equally likely a priori; ``None``: p is
+        calibrated on the fitted population itself (its share of same-patient pairs included).
+        """
         d = np.asarray(distances, dtype=np.float64).ravel()
         y = np.asarray(same, dtype=bool).ravel()
         if d.shape != y.shape or not np.isfinite(d).all():
@@ -187,7 +199,7 @@ class PairVerifier:
             raise ValueError("need both same-patient and different-patient pairs to fit a verifier")
         mu, sd = d.mean(), d.std()
         sd = sd if sd > 0 else 1.0
-        lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
+        lr = LogisticRegression(C=1.0, class_weight=class_weight, max_iter=1000)
         lr.fit(((d - mu) / sd)[:, None], y)
         w, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
         self.coef = w / sd
@@ -201,7 +213,7 @@ class PairVerifier:
             "negative_distance_mean": float(d[~y].mean()),
             "negative_distance_median": float(np.median(d[~y])),
             "regularisation_C": 1.0,
-            "class_weight": "balanced",
+            "class_weight": class_weight or "none",
         })
         return self
 
@@ -212,19 +224,32 @@ class PairVerifier:
         rng: np.random.Generator | int | None = None,
         max_negatives_per_positive: int = 1,
         max_pairs: int = DEFAULT_MAX_PAIRS,
+        pairs: str = "random",
     ) -> "PairVerifier":
-        """Fit on the pairs of one labelled set (normally the validation split); returns ``self``."""
+        """Fit on the pairs of one labelled set (normally the validation split); returns ``self``.
+
+        ``pairs="random"``: :func:`make_pairs`, balanced class weights (p = 0.5 is the equal-prior point).
+        ``pairs="neighbours"``: each image with its 10 nearest images (:func:`reid_core.hard_pairs.fit_pairs`),
+        unweighted, so p is the share of same-patient pairs at that distance *among a search's results*:
+        calibrated where the app shows it, not only on random pairs (``max_negatives_per_positive`` unused).
+        """
+        from reid_core.hard_pairs import fit_pairs
+
         x = as_embedding_matrix(embeddings)
         codes = encode_labels(labels, len(x))
-        i, j, same = make_pairs(codes, rng, max_negatives_per_positive, max_pairs)
+        if pairs == "random":
+            i, j, same = make_pairs(codes, rng, max_negatives_per_positive, max_pairs)
+        else:
+            i, j, same = fit_pairs(x, codes, as_rng(rng), pairs, max_pairs)
         if not same.any():
             raise ValueError("no patient has two images: cannot form same-patient pairs")
-        self.fit_distances(pair_distances(x, i, j), same)
+        self.fit_distances(pair_distances(x, i, j), same, class_weight="balanced" if pairs == "random" else None)
         self.fit_stats.update({
             "n_images": int(len(x)),
             "n_patients": int(codes.max() + 1),
             "embedding_dim": int(x.shape[1]),
             "max_negatives_per_positive": int(max_negatives_per_positive),
+            "pairs": pairs,
         })
         return self
 
@@ -358,18 +383,42 @@ def verification_metrics(
     if not same.any() or same.all():
         raise ValueError("the evaluation set yields no same-patient or no different-patient pair")
     d = pair_distances(x, i, j)
-    scores = verifier.decision_function(d)
-    decided = verifier.predict_proba(d) >= verifier.threshold
-    out = bootstrap_pair_metrics(scores, same, decided, pid[i], pid[j], n_boot=n_boot, rng=rng, level=level,
-                                 all_patients=np.unique(pid))
+    return scored_pair_metrics(verifier.decision_function(d), same, pid[i], pid[j], verifier, rng=rng,
+                               n_boot=n_boot, level=level, all_patients=np.unique(pid),
+                               roc_max_points=roc_max_points)
+
+
+def scored_pair_metrics(
+    logits: np.ndarray,
+    same: np.ndarray,
+    patient_a: np.ndarray,
+    patient_b: np.ndarray,
+    verifier: PairVerifier,
+    rng: np.random.Generator | int | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    all_patients: np.ndarray | None = None,
+    roc_max_points: int = ROC_MAX_POINTS,
+) -> dict[str, Any]:
+    """:func:`verification_metrics`' output from pairs already scored (``logits``: coef · d + intercept).
+
+    The decision is ``p ≥ verifier.threshold``; ``threshold`` reports ``verifier``'s distance cut-off. Used
+    directly when the pairs were scored by several verifiers (cross-fitting, :mod:`reid_core.pair_eval`).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    same = np.asarray(same, dtype=bool)
+    prob = 0.5 * (1.0 + np.tanh(0.5 * logits))
+    out = bootstrap_pair_metrics(logits, same, prob >= verifier.threshold, patient_a, patient_b, n_boot=n_boot,
+                                 rng=rng, level=level, all_patients=all_patients)
+    universe = np.unique(np.r_[patient_a, patient_b]) if all_patients is None else np.asarray(all_patients)
     out.update({
         "threshold": verifier.distance_threshold,
         "probability_threshold": verifier.threshold,
         "n_pairs": int(len(same)),
         "n_positive_pairs": int(same.sum()),
         "n_negative_pairs": int((~same).sum()),
-        "n_patients": int(len(np.unique(pid))),
+        "n_patients": int(len(universe)),
     })
     if roc_max_points:
-        out["roc"] = roc_points(verifier.predict_proba(d), same, max_points=roc_max_points)
+        out["roc"] = roc_points(prob, same, max_points=roc_max_points)
     return out

@@ -184,3 +184,29 @@ def test_corrupt_upload_gives_a_message_and_the_page_keeps_working(page, server,
     assert error.count() == 0
     assert page.locator('[data-testid="stDataFrame"]').count() >= 1
     shot(page, artifacts, "upload_good")
+
+
+def test_verification_reads_a_hard_pair_decision_and_its_explanation(page, server, workspaces, artifacts):
+    """A film and its nearest other-patient film (the pair a search ranks first among the wrong ones): the
+    page states its decision, the recorded truth, and which probability it shows."""
+    from reid_core.embed import EmbeddingTable
+    from reid_core.hard_pairs import nearest_other_patient
+
+    ws = Workspace(workspaces / "demo")
+    m = load_manifest(ws.manifest_path)
+    table = EmbeddingTable.load(ws.embeddings_path)
+    i, j = nearest_other_patient(table.embeddings[table.rows_for(m["image_id"])], m["patient_id"])
+    a, b = m["image_id"].iloc[i[0]], m["image_id"].iloc[j[0]]
+    switch_page(page, "verify", "Pair verification")
+    for label, value in (("Image A: image id", a), ("Image B: image id", b)):
+        page.locator('[data-testid="stSelectbox"]').filter(has_text=label).click()
+        page.keyboard.type(value)
+        page.keyboard.press("Enter")
+        wait_idle(page)
+    page.get_by_text("recorded: different patients").wait_for()
+    no_exception(page, server, "verification of a hard pair")
+    decision = page.locator("h4").filter(has_text="Decision").inner_text()
+    verdict = page.get_by_text("recorded: different patients").inner_text()
+    assert ("DIFFERENT" in decision) == ("the decision agrees" in verdict)
+    assert page.get_by_text("p_same is the share of same-patient pairs at this distance among search results").count()
+    shot(page, artifacts, "verification_hard_pair")

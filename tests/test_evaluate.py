@@ -33,7 +33,9 @@ def test_report_has_required_keys_and_sane_values():
     assert 0 < r["map_at_r"] <= 1 and 0 < r["r_precision"] <= 1
     assert v["auc"] > 0.99 and v["f1"] > 0.9 and v["threshold"] > 0
     assert verifier.distance_threshold == v["threshold"]
-    assert report["longitudinal"]["auc"] > 0.8
+    lon, diag = report["longitudinal"], report["diagnosis"]
+    assert lon["auc"] > 0.8 and lon["auc_ci_low"] <= lon["auc"] <= lon["auc_ci_high"] and lon["n_patients"] > 0
+    assert diag["mean_auc_ci_low"] <= diag["mean_auc"] <= diag["mean_auc_ci_high"] and diag["n_images"] > 0
     curve = pd.DataFrame(report["database_size_curve"])
     assert curve["gallery_size"].is_monotonic_increasing and curve["precision_at_1"].iloc[-1] <= curve["precision_at_1"].iloc[0] + 1e-9
 
@@ -54,3 +56,21 @@ def test_finding_vote_uses_other_patients_only():
     res = diagnosis_auc(e, m["findings"], m["patient_id"].to_numpy(), k=10)
     # identity dominates the embedding, the finding is a small shift: the vote is informative but not perfect
     assert 0.5 < res["per_finding_auc"]["Cardiomegaly"] < 1.0
+
+
+def test_all_mode_uses_every_patient_cross_fits_and_reports_identification():
+    from reid_core.holdout import choose_evaluation_set
+
+    m, e = _data(n_pat=150)
+    ev = choose_evaluation_set(m, "all")
+    report, verifier = evaluate_embeddings(m, e, n_boot=30, evaluation=ev, gallery_sizes=(100, 1000))
+    assert report["evaluation_set"]["mode"] == "all" and report["evaluation_set"]["n_patients"] == 150
+    assert report["retrieval"]["n_patients"] == 150 and report["verification"]["n_patients"] == 150
+    assert "cross-fitting" in report["verification"]["protocol"]
+    g100, g1000 = report["identification"]["galleries"]
+    assert g100["gallery_size"] == 100 and g100["n_nonmated_patients"] == 50 and "skipped" in g1000
+    assert g100["rank1_ci_low"] <= g100["rank1"] <= g100["rank1_ci_high"]
+    cal = report["calibration"]
+    assert set(cal) >= {"random", "search_results", "nearest_neighbour", "hardest_negative"}
+    assert cal["hardest_negative"]["frequency"] == 0 and cal["search_results"]["ece"] < 0.1
+    assert verifier.fit_stats["pairs"] == "neighbours" and verifier.fit_stats["n_patients"] == 150

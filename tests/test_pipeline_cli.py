@@ -57,7 +57,12 @@ def test_evaluate_writes_report_with_required_keys(trained, capsys):
             node = node[part]
         assert node is None or np.isfinite(node), dotted
     assert trained.verifier_path.exists()
-    assert "test P@1" in capsys.readouterr().out
+    # trained in this workspace (no card.json naming other data): the test split only, and the report says so
+    ev = report["evaluation_set"]
+    assert ev["mode"] == "test" and ev["splits"] == {"test": 40} and "trained on this workspace" in ev["reason"]
+    assert report["identification"]["galleries"][0]["gallery_size"] == 100
+    out = capsys.readouterr().out
+    assert "evaluated 40 images of 10 patients (test)" in out and "1:N gallery 100: skipped" in out
 
 
 def _png(path, arr):

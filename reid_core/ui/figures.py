@@ -210,6 +210,8 @@ def training_curves(train: pd.DataFrame, val: pd.DataFrame) -> go.Figure:
             fig.add_trace(go.Scatter(x=val["step"], y=val[col], mode="lines+markers", name=f"val {col}"),
                           row=1, col=2)
     fig.update_xaxes(title_text="step")
+    fig.update_yaxes(rangemode="tozero", row=1, col=1, secondary_y=True, title_text="learning rate")  # no lr < 0
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2, title_text="validation score")  # scores live in [0, 1]
     fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
@@ -224,11 +226,12 @@ def database_size_figure(curve: list[dict[str, Any]] | pd.DataFrame) -> go.Figur
                                  else None,
                                  hovertemplate="gallery %{x} images<br>P@1 %{y:.3f}<extra></extra>"))
     fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10}, title="database-size curve",
-                      xaxis_title="gallery size (images)", yaxis_title="P@1", xaxis_type="log")
+                      xaxis_title="gallery size (images)", yaxis={"title": "P@1", "range": [0, 1.02]},
+                      xaxis_type="log")
     return fig
 
 
-def roc_figure(roc: Mapping[str, Any], point: Any | None = None, title: str = "ROC on the test pairs") -> go.Figure:
+def roc_figure(roc: Mapping[str, Any], point: Any | None = None, title: str = "ROC on held-out pairs") -> go.Figure:
     """The stored ROC (``fpr``/``tpr``/``thresholds`` lists) with the chance line and, if given, the operating
     point (an object with ``fpr``, ``tpr``, ``threshold``, ``sensitivity``, ``specificity``) marked."""
     fig = go.Figure([
@@ -248,4 +251,47 @@ def roc_figure(roc: Mapping[str, Any], point: Any | None = None, title: str = "R
                       xaxis={"title": "false positive rate (1 − specificity)", "range": [0, 1]},
                       yaxis={"title": "true positive rate (sensitivity)", "range": [0, 1.02]},
                       legend={"x": 0.55, "y": 0.05})
+    return fig
+
+
+def det_figure(galleries: list[dict[str, Any]]) -> go.Figure:
+    """FNIR against FPIR (both log) per gallery size, FRVT-style, from ``report["identification"]["galleries"]``;
+    each FNIR-at-FPIR operating point is marked. Rates of 0 are left off (no place on a log axis)."""
+    fig = go.Figure()
+    for k, g in enumerate(x for x in galleries if "det" in x):
+        det = pd.DataFrame(g["det"])
+        det = det[(det["fpir"] > 0) & (det["fnir"] > 0)]
+        colour = PALETTE[k % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=det["fpir"], y=det["fnir"], mode="lines", name=f"gallery {g['gallery_size']:,}",
+                                 line={"color": colour}, customdata=det["distance_threshold"],
+                                 hovertemplate="FPIR %{x:.4f}<br>FNIR %{y:.3f}<br>d < %{customdata:.3f}"
+                                               "<extra></extra>"))
+        pts = [p for p in g.get("fnir_at_fpir", []) if p.get("fnir") and p.get("fpir")]
+        if pts:
+            fig.add_trace(go.Scatter(x=[p["fpir"] for p in pts], y=[p["fnir"] for p in pts], mode="markers",
+                                     marker={"color": colour, "size": 10, "symbol": "x"}, showlegend=False,
+                                     hovertemplate="FNIR %{y:.3f} at FPIR %{x:.4f}<extra></extra>"))
+    fig.update_layout(title="DET: 1:N identification", height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis={"title": "FPIR (non-mated searches answered)", "type": "log"},
+                      yaxis={"title": "FNIR (mated searches missed)", "type": "log"})
+    return fig
+
+
+def reliability_figure(calibration: Mapping[str, Any], sets: tuple[str, ...]) -> go.Figure:
+    """Observed share of same-patient pairs against mean p_same per bin, one line per pair set."""
+    fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", hoverinfo="skip",
+                                line={"color": "lightgrey", "dash": "dash"})])
+    for k, name in enumerate(sets):
+        rows = pd.DataFrame((calibration.get(name) or {}).get("reliability") or [])
+        if rows.empty:
+            continue
+        fig.add_trace(go.Scatter(x=rows["confidence"], y=rows["frequency"], mode="lines+markers",
+                                 name=name.replace("_", " "), customdata=rows["n"],
+                                 marker={"size": np.clip(4 + 2 * np.log1p(rows["n"]), 4, 16),
+                                         "color": PALETTE[k % len(PALETTE)]},
+                                 hovertemplate="mean p_same %{x:.3f}<br>observed %{y:.3f}<br>%{customdata} pairs"
+                                               "<extra></extra>"))
+    fig.update_layout(title="reliability of p_same", height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis={"title": "mean p_same in the bin", "range": [0, 1]},
+                      yaxis={"title": "observed share of same-patient pairs", "range": [0, 1.02]})
     return fig

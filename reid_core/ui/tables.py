@@ -169,9 +169,9 @@ def _num(value: Any) -> float:
 _REPORT_ROWS: tuple[tuple[str, str, str, str], ...] = (
     # (section, label, report key, CI key prefix)
     ("retrieval", "P@1", "precision_at_1", "precision_at_1"),
-    ("retrieval", "P@5", "precision_at_5", ""),
-    ("retrieval", "P@10", "precision_at_10", ""),
-    ("retrieval", "R-precision", "r_precision", ""),
+    ("retrieval", "P@5", "precision_at_5", "precision_at_5"),
+    ("retrieval", "P@10", "precision_at_10", "precision_at_10"),
+    ("retrieval", "R-precision", "r_precision", "r_precision"),
     ("retrieval", "mAP@R", "map_at_r", "map_at_r"),
     ("verification", "ROC AUC", "roc_auc", "roc_auc"),
     ("verification", "accuracy", "accuracy", "accuracy"),
@@ -182,8 +182,23 @@ _REPORT_ROWS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+def _n_text(section: str, node: dict[str, Any]) -> str:
+    """The n a section's numbers stand on: images and patients for retrieval, pairs and patients for pairs."""
+    if section == "retrieval" and "n_images" in node:
+        return f"{node['n_images']} images, {node.get('n_patients')} patients ({node.get('n_queries')} queries)"
+    if section == "verification" and "n_pairs" in node:
+        return f"{node['n_pairs']} pairs, {node.get('n_patients')} patients"
+    if section == "longitudinal" and "n_abnormal" in node:
+        return f"{node.get('n_abnormal')} abnormal vs {node.get('n_normal')} normal follow-ups"
+    if "n_queries" in node:
+        return f"{node['n_queries']} queries"
+    return ""
+
+
 def metrics_table(report: dict[str, Any]) -> pd.DataFrame:
-    """Headline metrics with their bootstrap CIs and the pixel baseline beside each (NaN where absent)."""
+    """Headline metrics with their bootstrap CIs, n, the pixel baseline and a one-line meaning (NaN where absent)."""
+    from reid_core.ui.explain import metric_help
+
     base = report.get("baseline", {}) or {}
     rows = []
     for section, label, key, ci in _REPORT_ROWS:
@@ -194,18 +209,22 @@ def metrics_table(report: dict[str, Any]) -> pd.DataFrame:
             "section": section, "metric": label, "value": _num(node.get(key)),
             "ci_low": _num(node.get(f"{ci}_ci_low")) if ci else math.nan,
             "ci_high": _num(node.get(f"{ci}_ci_high")) if ci else math.nan,
+            "n": _n_text(section, node),
             "pixel baseline": _num((base.get(section, {}) or {}).get(key)),
         })
     lon = report.get("longitudinal") or {}
     if "auc" in lon:
         rows.append({"section": "longitudinal", "metric": "matched drift AUC", "value": _num(lon.get("auc")),
-                     "ci_low": math.nan, "ci_high": math.nan, "pixel baseline": math.nan})
+                     "ci_low": _num(lon.get("auc_ci_low")), "ci_high": _num(lon.get("auc_ci_high")),
+                     "n": _n_text("longitudinal", lon), "pixel baseline": math.nan})
     diag = report.get("diagnosis") or {}
     if "mean_auc" in diag:
         rows.append({"section": "diagnosis", "metric": f"neighbour-vote mean AUC (k={diag.get('k')})",
                      "value": _num(diag.get("mean_auc")), "ci_low": math.nan, "ci_high": math.nan,
-                     "pixel baseline": math.nan})
-    return pd.DataFrame(rows, columns=["section", "metric", "value", "ci_low", "ci_high", "pixel baseline"])
+                     "n": _n_text("diagnosis", diag), "pixel baseline": math.nan})
+    out = pd.DataFrame(rows, columns=["section", "metric", "value", "ci_low", "ci_high", "n", "pixel baseline"])
+    out["meaning"] = [metric_help(m) for m in out["metric"]]
+    return out
 
 
 def headline(report: dict[str, Any]) -> dict[str, float]:
