@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from reid_core.data.sources import ImageSource
-from reid_core.errors import ImageLoadError
+from reid_core.errors import INTERRUPTS, ImageLoadError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ def _decode_chunk(source: ImageSource, rows: list[dict], indices: list[int], siz
             images[k] = letterbox(source.load(row), size)
         except ImageLoadError as exc:
             errors.append((k, exc.reason))
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop 100k
+        except BaseException as exc:  # noqa: BLE001 - one bad file must not stop 100k, nor a Rust panic
+            if isinstance(exc, INTERRUPTS):
+                raise
             errors.append((k, f"{type(exc).__name__}: {exc}"))
     return indices, images, errors
 
@@ -186,16 +188,15 @@ def prepare_images(
 
 def _run_chunks(source: ImageSource, records: list[dict], chunks: list[list[int]], size: int,
                 workers: int) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]:
-    """Yield decoded chunks; serial for one worker, else a process pool that survives crashes.
+    """Yield decoded chunks from a process pool that survives crashing decoders.
 
-    If a worker process dies (a decoder segfault, say), the chunks in flight are
-    re-run one image per task; an image that kills its worker again is marked
-    failed with reason "decoder crashed".
+    Decoding always runs in worker processes, even for ``workers=1``: a native
+    crash (a segfault in a codec, a Rust abort) then kills a worker, never the
+    run. If a worker dies, the chunks in flight are re-run one image per task;
+    an image that kills its worker again is marked failed with reason "decoder
+    crashed". Chunks finishing together are handled in plan order, so an
+    interrupt leaves a prefix of the plan done.
     """
-    if workers == 1:
-        for idx in chunks:
-            yield _decode_chunk(source, [records[i] for i in idx], idx, size)
-        return
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pending: list[tuple[list[int], bool]] = [(c, False) for c in chunks]  # (indices, isolated)
     pending.reverse()
@@ -210,7 +211,7 @@ def _run_chunks(source: ImageSource, records: list[dict], chunks: list[list[int]
                     fut = pool.submit(_decode_chunk, source, [records[i] for i in idx], idx, size)
                     inflight[fut] = (idx, iso)
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for fut in done:
+                for fut in sorted(done, key=lambda f: inflight[f][0][0]):
                     task = inflight.pop(fut)
                     try:
                         yield fut.result()
@@ -219,8 +220,8 @@ def _run_chunks(source: ImageSource, records: list[dict], chunks: list[list[int]
                 if broken:
                     broken.extend(inflight.values())
                     break
-        for idx, iso in broken:
+        for idx, iso in sorted(broken, key=lambda t: t[0][0], reverse=True):
             if iso:  # this single image crashed its worker twice over
                 yield idx, np.zeros((1, size, size), np.uint8), [(0, "decoder crashed (worker process died)")]
             else:
-                pending.extend(([i], True) for i in idx)
+                pending.extend(([i], True) for i in reversed(idx))

@@ -26,7 +26,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, as_pixel_options, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from reid_core.errors import ImageLoadError
+from reid_core.errors import INTERRUPTS, ImageLoadError
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def _int(ds: Dataset, keyword: str, path: str | Path, default: int | None) -> in
     value = _text(ds, keyword, path=path)
     try:
         return default if value is None else int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'abc', 'inf', 'nan'
         raise ImageLoadError(path, f"invalid {keyword} value") from None
 
 
@@ -246,9 +246,12 @@ def _decode(ds: Dataset, path: str | Path, index: int) -> np.ndarray:
     try:
         opts = as_pixel_options(ds, transfer_syntax_uid=ts)
         return decoder.as_array(ds, index=index, validate=True, **opts)[0]
-    except Exception as exc:  # noqa: BLE001 - codecs raise many types; texts are technical
+    except BaseException as exc:  # noqa: BLE001 - codecs raise many types, Rust ones even panics
+        if isinstance(exc, INTERRUPTS):
+            raise
         reason = (str(exc).splitlines() or [""])[0][:160]
-        raise ImageLoadError(path, f"pixel data undecodable ({type(exc).__name__}: {reason})") from exc
+        kind = "decoder panicked" if not isinstance(exc, Exception) else "pixel data undecodable"
+        raise ImageLoadError(path, f"{kind} ({type(exc).__name__}: {reason})") from None
 
 
 def _colour_to_gray(raw: np.ndarray, ds: Dataset, photometric: str, path: str | Path) -> np.ndarray:

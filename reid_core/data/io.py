@@ -35,7 +35,7 @@ from reid_core.data.dicom import (
     read_dataset,
     select_frame,
 )
-from reid_core.errors import ImageLoadError
+from reid_core.errors import INTERRUPTS, ImageLoadError
 
 __all__ = ["DEFAULT_MAX_PIXELS", "ImageMeta", "load_image", "load_image_with_meta"]
 
@@ -59,8 +59,24 @@ def load_image(path: str | Path, frame: int | None = None,
 
 def load_image_with_meta(path: str | Path, frame: int | None = None,
                          max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageMeta]:
-    """Like :func:`load_image`, also returning the file's :class:`ImageMeta`."""
+    """Like :func:`load_image`, also returning the file's :class:`ImageMeta`.
+
+    Raises only :class:`ImageLoadError` (or an interrupt): whatever else a parser
+    or decoder throws, a Rust panic included, is reported as that file's failure.
+    """
     p = Path(path)
+    try:
+        return _load(p, frame, max_pixels)
+    except ImageLoadError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the contract: one typed error per bad file
+        if isinstance(exc, INTERRUPTS):
+            raise
+        raise ImageLoadError(p, f"unexpected decoder failure ({type(exc).__name__})") from None
+
+
+def _load(p: Path, frame: int | None, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
+    """Dispatch on content, then suffix (see the module docstring)."""
     head = _read_head(p)
     suffix = p.suffix.lower()
     is_raster = head.startswith(_RASTER_MAGIC)
