@@ -56,6 +56,16 @@ def retrieval_with_ci(emb: np.ndarray, pids: np.ndarray, n_boot: int, rng: np.ra
     return out
 
 
+def _require_pairs(pids: np.ndarray, split: str, purpose: str) -> None:
+    """A split needs a patient with 2+ images and 2+ patients (both pair kinds) to ``purpose``."""
+    _, counts = np.unique(pids, return_counts=True)
+    if len(counts) < 2 or counts.max() < 2:
+        raise WorkspaceError(
+            f"the {split} split has {len(counts)} patient(s), {int((counts >= 2).sum())} with 2+ images; "
+            f"{purpose} needs same-patient and different-patient pairs: prepare more patients "
+            "(splits are a deterministic hash of patient_id, 80/10/10)")
+
+
 def evaluate_embeddings(manifest: pd.DataFrame, emb: np.ndarray, n_boot: int = 1000, seed: int = 0,
                         gallery_points: int = 8) -> tuple[dict, PairVerifier]:
     """Every metric of the report for one set of embeddings aligned with ``manifest``."""
@@ -65,6 +75,8 @@ def evaluate_embeddings(manifest: pd.DataFrame, emb: np.ndarray, n_boot: int = 1
     test, val = split == "test", split == "val"
     if test.sum() < 2 or val.sum() < 2:
         raise WorkspaceError(f"evaluation needs val and test images; have {val.sum()} val, {test.sum()} test")
+    _require_pairs(pids[val], "val", "fitting the verifier")
+    _require_pairs(pids[test], "test", "measuring verification")
     report: dict[str, Any] = {"n_test_images": int(test.sum()), "n_test_patients": int(len(set(pids[test])))}
     report["retrieval"] = retrieval_with_ci(emb[test], pids[test], n_boot, rng)
     verifier = PairVerifier().fit(emb[val], pids[val], rng)

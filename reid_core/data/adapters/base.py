@@ -77,6 +77,13 @@ class DatasetAdapter(ABC):
         if check_files:
             rows = self._drop_missing(root, rows, problems, progress)
         manifest = finalize_manifest(rows, dataset=self.dataset_name, frontal_only=frontal_only)
+        if frontal_only and manifest.empty and len(rows):
+            views = finalize_manifest(rows, dataset=self.dataset_name)["view"].value_counts()
+            raise DatasetError(
+                f"{self.name}: none of the {len(rows)} images is a frontal (PA/AP) view "
+                f"(views: {', '.join(f'{v} {n}' for v, n in views.items())}); the frontal filter drops them all. "
+                "Metadata without a view column makes every view UNKNOWN: pass --all-views to keep every view "
+                "(frontal_only=False), or name the view column")
         table = problems_table(problems)
         log.info("%s: %d images of %d patients (%s), %d problem file(s)", self.name, len(manifest),
                  manifest["patient_id"].nunique(), "frontal only" if frontal_only else "all views", len(table))
