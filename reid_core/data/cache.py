@@ -127,6 +127,7 @@ class _Store:
         self.images[idx] = images
         failed = {k for k, _ in errors}
         if errors:
+            self._end_torn_line()
             with self.errors_path.open("a") as fh:
                 for k, reason in errors:
                     fh.write(json.dumps({"row": int(idx[k]), "path": paths[k], "reason": reason}) + "\n")
@@ -134,15 +135,30 @@ class _Store:
         self.status[idx] = [FAILED if k in failed else DONE for k in range(len(idx))]
         self.status.flush()
 
+    def _end_torn_line(self) -> None:
+        """A run killed mid-write can leave a last line without its newline: end it before appending."""
+        try:
+            with self.errors_path.open("rb") as fh:
+                fh.seek(-1, 2)
+                torn = fh.read(1) != b"\n"
+        except OSError:  # missing or empty
+            return
+        if torn:
+            with self.errors_path.open("ab") as fh:
+                fh.write(b"\n")
+
     def failures(self) -> pd.DataFrame:
+        """One record per failed row (columns row, path, reason); ``path`` is None where the log lost it."""
         rows: dict[int, dict] = {}
         if self.errors_path.exists():
-            for line in self.errors_path.read_text().splitlines():
-                if line.strip():
+            for line in self.errors_path.read_text(errors="replace").splitlines():
+                try:
                     rec = json.loads(line)
-                    rows[rec["row"]] = rec  # the latest reason per row wins
-        failed_rows = set(np.flatnonzero(self.status == FAILED).tolist())
-        recs = [rows[r] for r in sorted(rows) if r in failed_rows]
+                    rows[int(rec["row"])] = {"row": int(rec["row"]), "path": rec["path"], "reason": rec["reason"]}
+                except (ValueError, KeyError, TypeError):  # a torn or garbled line (a killed run): skip it
+                    continue
+        recs = [rows.get(r, {"row": r, "path": None, "reason": "failed in an earlier run (its log line was lost)"})
+                for r in np.flatnonzero(self.status == FAILED).tolist()]
         return pd.DataFrame(recs, columns=["row", "path", "reason"])
 
     def finish(self) -> None:
@@ -183,6 +199,8 @@ def prepare_images(
         bar.close()
         store.finish()
     failures = store.failures()
+    lost = failures["path"].isna()
+    failures.loc[lost, "path"] = [str(records[r]["path"]) for r in failures.loc[lost, "row"]]
     return PrepareResult(store_path, n, len(todo), n_skipped, failures[["path", "reason"]])
 
 
