@@ -84,9 +84,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[1] / "app.py"
     if not app.exists():
         raise CxrReidError(f"app.py not found next to the package ({app}); run the app from a source checkout")
-    print(f"starting the app on http://localhost:{args.port} (Ctrl-C to stop)")
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-                            "--server.port", str(args.port), "--browser.gatherUsageStats", "false"])
+    print(f"starting the app on http://{args.host}:{args.port} (Ctrl-C to stop)"
+          + ("" if args.host in ("127.0.0.1", "localhost") else
+             "; it listens beyond this machine and serves patient images to anyone who reaches the port"))
+    return subprocess.call(streamlit_command(app, args.host, args.port))
+
+
+def streamlit_command(app: Path, host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line ``cxr-reid demo`` starts: bound to ``host`` only."""
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+            "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false"]
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
@@ -306,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None,
                    help="image store side in px (default: the shipped embedder's training size, else 128)")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the app "
+                        "and its patient images to the network, deliberately)")
     p.add_argument("--no-serve", action="store_true", help="build the workspace only")
     p = add("train", _cmd_train, "Train the identity embedder on the workspace (resumable).")
     add_train_arguments(p)
