@@ -264,6 +264,21 @@ EXAMPLES = {
 }
 
 
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer within [low, high] (argparse then prints usage and the reason, no traceback)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range: give {low}–{high}" if high is not None
+                else f"{value} is too small: give {low} or more")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxr-reid", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -288,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", required=True, type=Path, help="workspace folder (created if missing)")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", type=Path, help="dataset root folder (not needed for phantom)")
-    p.add_argument("--size", type=int, default=256, help="square image size in pixels (default 256)")
+    p.add_argument("--size", type=_int_in(16, 4096), default=256, help="square image size in pixels, 16–4096 "
+                   "(default 256)")
     p.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
     p.add_argument("--all-views", action="store_true", help="keep lateral views (default: frontal PA/AP only)")
     p.add_argument("--patients", type=int, default=200, help="phantom only: number of patients")
@@ -340,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("evaluate", _cmd_evaluate, "Evaluate retrieval and verification on the test split (report.json).")
     p.add_argument("--workspace", required=True, type=Path)
     p.add_argument("--out", type=Path, help="report path (default: WORKSPACE/report.json)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs")
+    p.add_argument("--n-boot", type=_int_in(0), default=1000, help="bootstrap replicates for the CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dims", help="dimension sweep instead: train and evaluate one embedder per dimension, "
                                   "e.g. 4,8,16,32,64,128 (training options from --config/--set)")
@@ -356,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("search", _cmd_search, "The k most similar workspace images to a query file or image id.")
     p.add_argument("--workspace", required=True, type=Path)
     p.add_argument("query", help="a DICOM/PNG/JPG path, or an image id of the workspace")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=_int_in(1), default=10, help="neighbours to show (default 10)")
 
     p = add("audit", _cmd_audit, "Flag images whose embedding contradicts their patient ID, and duplicate IDs.")
     p.add_argument("--workspace", required=True, type=Path)

@@ -53,3 +53,49 @@ def test_evaluate_with_unusable_val_split_is_a_workspace_error(val):
     emb = np.random.default_rng(0).normal(size=(len(m), 4)).astype(np.float32)
     with pytest.raises(WorkspaceError, match="val split .*prepare more patients"):
         evaluate_embeddings(m, emb, n_boot=5)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["search", "--workspace", "ws", "some_id", "-k", "0"], "argument -k: 0 is too small: give 1 or more"),
+    (["prepare", "--dataset", "phantom", "--workspace", "ws", "--size", "0"], "out of range: give 16–4096"),
+    (["evaluate", "--workspace", "ws", "--n-boot", "-1"], "argument --n-boot: -1 is too small: give 0 or more"),
+])
+def test_out_of_range_numbers_are_usage_errors(argv, said, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, said", [(b"", "is empty"), (b"File,Subject\ncaf\xe9.png,S1\n", "not UTF-8")])
+def test_unreadable_csv_is_a_dataset_error(tmp_path, capsys, content, said):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "meta.csv").write_bytes(content)
+    rc = main(["prepare", "--dataset", "csv", "--root", str(tmp_path / "x"), "--csv", str(tmp_path / "x" / "meta.csv"),
+               "--csv-columns", "path=File,patient_id=Subject", "--workspace", str(tmp_path / "ws"), "--quiet"])
+    assert rc == 2 and said in capsys.readouterr().err
+
+
+def test_workspace_that_is_a_file_is_a_workspace_error(tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("not a folder")
+    rc = main(["prepare", "--dataset", "phantom", "--patients", "1", "--size", "16", "--workspace", str(target),
+               "--quiet"])
+    assert rc == 2 and "is a file, not a workspace folder" in capsys.readouterr().err
+    assert target.read_text() == "not a folder"
+
+
+def test_corrupt_index_is_refused_before_faiss_allocates(tmp_path):
+    """A 45-byte flat header claiming 10⁹ vectors made FAISS allocate gigabytes; now the size check refuses it."""
+    from reid_core.retrieval import Index
+
+    vecs = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    path = Index.build(vecs, [f"i{k}" for k in range(5)]).save(tmp_path)
+    good = path.read_bytes()
+    assert len(Index.load(tmp_path)) == 5
+    bomb = bytearray(good[:45])
+    bomb[8:16] = (10**9).to_bytes(8, "little")
+    bomb[37:45] = (8 * 10**9).to_bytes(8, "little")
+    for corrupt in (bytes(bomb), good[:-4], good[:45] + b"\0" * (len(good) - 45 + 4)):
+        path.write_bytes(corrupt)
+        with pytest.raises(WorkspaceError, match="do not fit 5 ids"):
+            Index.load(tmp_path)
