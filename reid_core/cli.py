@@ -46,7 +46,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         options.update(csv_path=args.csv, **_parse_columns(args.csv_columns))
     summary = prepare_workspace(args.workspace, args.dataset, root=args.root, size=args.size,
                                 workers=args.workers, frontal_only=not args.all_views,
-                                progress=not args.quiet, **options)
+                                progress=not args.quiet, real_dates=args.real_dates,
+                                keep_mapping=args.keep_mapping, **options)
     print(summary.describe())
     return 0
 
@@ -312,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="csv only: the metadata table")
     p.add_argument("--csv-columns", help="csv only: e.g. path=File,patient_id=Subject,study_date=Date")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--real-dates", action="store_true",
+                   help="dicom only: keep calendar study dates (default: days from each patient's first study)")
+    p.add_argument("--keep-mapping", action="store_true",
+                   help="dicom only: write pseudonyms.csv mapping the pseudonyms back to PatientIDs and SOP UIDs")
 
     p = add("ship", _cmd_ship, "Export an evaluated workspace's embedder (fp16 when lossless) with a model card.")
     p.add_argument("--workspace", required=True, type=Path, help="trained, embedded and evaluated workspace")
