@@ -4,17 +4,21 @@ This file only sets up the page, the navigation over ``pages/`` and the shared
 sidebar (the workspace picker). Every page reads the chosen workspace from
 ``st.session_state["workspace"]``; the work is done by ``reid_core``.
 Workspaces are looked for under ``$CXR_REID_WORKSPACES`` (default: ``workspaces/``
-next to this file); ``workspaces/demo`` (``cxr-reid demo``) is the default.
+next to this file); ``workspaces/demo`` (``cxr-reid demo``) is the default. The
+sidebar opens typed-in folders only under that root unless the app was started
+with ``CXR_REID_ANY_WORKSPACE=1``; ``.streamlit/config.toml`` binds 127.0.0.1.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
 
 import reid_core  # noqa: F401  (before anything that imports timm)
 from pages._shared import WORKSPACE_KEY, WORKSPACES
-from reid_core.ui.workspaces import default_workspace, list_workspaces
+from reid_core.errors import WorkspaceError
+from reid_core.ui.workspaces import ANY_WORKSPACE_ENV, default_workspace, list_workspaces, resolve_custom_workspace
 
 # url_paths differ on purpose from the names Streamlit derives from the file names ("overview" for
 # 1_overview.py): before st.navigation has run once in a fresh server, a request for such a name would run
@@ -36,8 +40,14 @@ page = st.navigation(PAGES)
 
 def _use_custom_path() -> None:
     value = st.session_state.get("_workspace_custom", "").strip()
-    if value:
-        st.session_state[WORKSPACE_KEY] = value
+    st.session_state.pop("_workspace_refused", None)
+    if not value:
+        return
+    try:
+        st.session_state[WORKSPACE_KEY] = str(resolve_custom_workspace(
+            value, WORKSPACES, allow_any=os.environ.get(ANY_WORKSPACE_ENV) == "1"))
+    except WorkspaceError as exc:
+        st.session_state["_workspace_refused"] = str(exc)
 
 
 with st.sidebar:
@@ -49,7 +59,9 @@ with st.sidebar:
                           format_func=lambda p: Path(p).name if Path(p).parent == WORKSPACES else p,
                           help=f"folders under {WORKSPACES}; build one with `cxr-reid demo`")
     st.text_input("…or a workspace folder", key="_workspace_custom", on_change=_use_custom_path,
-                  placeholder="/path/to/workspace")
+                  placeholder="a folder under the workspaces root")
+    if st.session_state.get("_workspace_refused"):
+        st.error(st.session_state["_workspace_refused"])
     st.session_state[WORKSPACE_KEY] = choice
     st.caption(f"`{choice}`")
 

@@ -216,7 +216,7 @@ def thumbnail(ws: Workspace, image_id: str) -> np.ndarray | None:
 
 def image_grid(ws: Workspace, rows: pd.DataFrame, ncols: int = 6, captions: list[str] | None = None,
                limit: int = MAX_THUMBNAILS, flags: list[bool] | None = None) -> None:
-    """Thumbnails of ``rows`` (manifest rows) with non-PHI captions; ``flags`` marks rows (e.g. true patient)."""
+    """Thumbnails of ``rows`` (manifest rows) with display captions; ``flags`` marks rows (e.g. true patient)."""
     if image_store(ws) is None:
         st.info(f"No prepared images to show: run `cxr-reid prepare --workspace {ws.root}`")
         return
@@ -275,7 +275,7 @@ def query_picker(ws: Workspace, label: str, key: str, options: list[str], defaul
 
 
 def show_query(query: dict, title: str) -> None:
-    """The query image with its non-PHI caption (uploads: the file name is not repeated)."""
+    """The query image with its display caption (uploads: the file name is not repeated)."""
     text = caption(query["row"]) if query["row"] is not None else "uploaded image (pixels only)"
     if query["image"] is not None:
         st.image(query["image"], caption=f"{title}: {text}", width="stretch")

@@ -49,7 +49,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         options.update(csv_path=args.csv, **_parse_columns(args.csv_columns))
     summary = prepare_workspace(args.workspace, args.dataset, root=args.root, size=args.size,
                                 workers=args.workers, frontal_only=not args.all_views,
-                                progress=not args.quiet, **options)
+                                progress=not args.quiet, real_dates=args.real_dates,
+                                keep_mapping=args.keep_mapping, **options)
     print(summary.describe())
     return 0
 
@@ -87,9 +88,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parents[1] / "app.py"
     if not app.exists():
         raise CxrReidError(f"app.py not found next to the package ({app}); run the app from a source checkout")
-    print(f"starting the app on http://localhost:{args.port} (Ctrl-C to stop)")
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
-                            "--server.port", str(args.port), "--browser.gatherUsageStats", "false"])
+    print(f"starting the app on http://{args.host}:{args.port} (Ctrl-C to stop)"
+          + ("" if args.host in ("127.0.0.1", "localhost") else
+             "; it listens beyond this machine and serves patient images to anyone who reaches the port"))
+    return subprocess.call(streamlit_command(app, args.host, args.port))
+
+
+def streamlit_command(app: Path, host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line ``cxr-reid demo`` starts: bound to ``host`` only."""
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+            "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false"]
 
 
 def _cmd_ship(args: argparse.Namespace) -> int:
@@ -277,6 +285,21 @@ EXAMPLES = {
 }
 
 
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer within [low, high] (argparse then prints usage and the reason, no traceback)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range: give {low}–{high}" if high is not None
+                else f"{value} is too small: give {low} or more")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxr-reid", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -301,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", required=True, type=Path, help="workspace folder (created if missing)")
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--root", type=Path, help="dataset root folder (not needed for phantom)")
-    p.add_argument("--size", type=int, default=256, help="square image size in pixels (default 256)")
+    p.add_argument("--size", type=_int_in(16, 4096), default=256, help="square image size in pixels, 16–4096 "
+                   "(default 256)")
     p.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
     p.add_argument("--all-views", action="store_true", help="keep lateral views (default: frontal PA/AP only)")
     p.add_argument("--patients", type=int, default=200, help="phantom only: number of patients")
@@ -309,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="csv only: the metadata table")
     p.add_argument("--csv-columns", help="csv only: e.g. path=File,patient_id=Subject,study_date=Date")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--real-dates", action="store_true",
+                   help="dicom only: keep calendar study dates (default: days from each patient's first study)")
+    p.add_argument("--keep-mapping", action="store_true",
+                   help="dicom only: write pseudonyms.csv mapping the pseudonyms back to PatientIDs and SOP UIDs")
 
     p = add("ship", _cmd_ship, "Export an evaluated workspace's embedder (fp16 when lossless) with a model card.")
     p.add_argument("--workspace", required=True, type=Path, help="trained, embedded and evaluated workspace")
@@ -326,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None,
                    help="image store side in px (default: the shipped embedder's training size, else 128)")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the app "
+                        "and its patient images to the network, deliberately)")
     p.add_argument("--no-serve", action="store_true", help="build the workspace only")
     p = add("train", _cmd_train, "Train the identity embedder on the workspace (resumable).")
     add_train_arguments(p)
@@ -371,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gallery-sizes", default="100,1000,10000",
                    help="1:N gallery sizes in enrolled patients (sizes the data cannot fill are skipped)")
     p.add_argument("--out", type=Path, help="report path (default: WORKSPACE/report.json)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the CIs")
+    p.add_argument("--n-boot", type=_int_in(0), default=1000, help="bootstrap replicates for the CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dims", help="dimension sweep instead: train and evaluate one embedder per dimension, "
                                   "e.g. 4,8,16,32,64,128 (training options from --config/--set)")
@@ -387,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("search", _cmd_search, "The k most similar workspace images to a query file or image id.")
     p.add_argument("--workspace", required=True, type=Path)
     p.add_argument("query", help="a DICOM/PNG/JPG path, or an image id of the workspace")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=_int_in(1), default=10, help="neighbours to show (default 10)")
 
     p = add("audit", _cmd_audit, "Flag images whose embedding contradicts their patient ID, and duplicate IDs.")
     p.add_argument("--workspace", required=True, type=Path)

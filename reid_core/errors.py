@@ -8,6 +8,17 @@ class CxrReidError(Exception):
     """Base class of every error raised on purpose by cxr-reid."""
 
 
+INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
+"""The ``BaseException`` types that mean "stop now", never "this file is bad".
+
+Anything else a decoder raises is a property of the file, including Rust
+panics surfacing as ``pyo3_runtime.PanicException`` (a ``BaseException``, not an
+``Exception``, so ``except Exception`` lets it through). Catch sites that turn
+decoder failures into :class:`ImageLoadError` catch ``BaseException`` and
+re-raise these.
+"""
+
+
 class ImageLoadError(CxrReidError):
     """An image file could not be turned into a valid 2-D radiograph.
 

@@ -67,6 +67,16 @@ def retrieval_with_ci(emb: np.ndarray, pids: np.ndarray, n_boot: int, rng: np.ra
     return out
 
 
+def _require_pairs(pids: np.ndarray, split: str, purpose: str) -> None:
+    """A split needs a patient with 2+ images and 2+ patients (both pair kinds) to ``purpose``."""
+    _, counts = np.unique(pids, return_counts=True)
+    if len(counts) < 2 or counts.max() < 2:
+        raise WorkspaceError(
+            f"the {split} split has {len(counts)} patient(s), {int((counts >= 2).sum())} with 2+ images; "
+            f"{purpose} needs same-patient and different-patient pairs: prepare more patients "
+            "(splits are a deterministic hash of patient_id, 80/10/10)")
+
+
 def evaluate_embeddings(manifest: pd.DataFrame, emb: np.ndarray, n_boot: int = 1000, seed: int = 0,
                         gallery_points: int = 8, evaluation: EvaluationSet | None = None,
                         verifier_pairs: str = DEFAULT_VERIFIER_PAIRS,
@@ -85,6 +95,9 @@ def evaluate_embeddings(manifest: pd.DataFrame, emb: np.ndarray, n_boot: int = 1
     fit_mask = val if evaluation.mode == "test" else None
     if ev.sum() < 2 or (fit_mask is not None and fit_mask.sum() < 2):
         raise WorkspaceError(f"evaluation needs val and test images; have {val.sum()} val, {ev.sum()} test")
+    if fit_mask is not None:
+        _require_pairs(pids[fit_mask], "val", "fitting the verifier")
+    _require_pairs(pids[ev], "test" if evaluation.mode == "test" else "evaluated", "measuring verification")
     report: dict[str, Any] = {"evaluation_set": evaluation.record(manifest),
                               "n_test_images": int(ev.sum()), "n_test_patients": int(len(set(pids[ev])))}
     report["retrieval"] = retrieval_with_ci(emb[ev], pids[ev], n_boot, rng)

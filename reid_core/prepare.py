@@ -20,11 +20,13 @@ from reid_core.data.cache import DONE, prepare_images
 from reid_core.data.manifest import load_manifest, save_manifest
 from reid_core.data.sources import FileSource, ImageSource, PhantomSource
 from reid_core.errors import DatasetError
+from reid_core.pseudonyms import pseudonymise
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("nih", "chexpert", "mimic", "mimic-dicom", "dicom", "csv", "phantom")
+PSEUDONYMISED = frozenset({"dicom"})  # datasets whose ids come straight from hospital DICOM headers
 
 
 @dataclass
@@ -67,8 +69,14 @@ def build_manifest(dataset: str, root: str | Path | None, frontal_only: bool = T
 
 def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str | Path | None = None,
                       size: int = 256, workers: int | None = None, frontal_only: bool = True,
-                      progress: bool = True, **options: Any) -> PrepareSummary:
-    """Build or resume the workspace's manifest and image store at ``size`` px."""
+                      progress: bool = True, real_dates: bool = False, keep_mapping: bool = False,
+                      **options: Any) -> PrepareSummary:
+    """Build or resume the workspace's manifest and image store at ``size`` px.
+
+    For a DICOM folder, patient and image ids become keyed pseudonyms and study
+    dates become relative to each patient's first study (:mod:`reid_core.pseudonyms`);
+    ``real_dates`` keeps the dates, ``keep_mapping`` writes the mapping back.
+    """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -86,6 +94,8 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
         root_str = str(Path(root).resolve())
     ws.create(dataset=dataset, root=root_str, frontal_only=frontal_only,
               options={k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))})
+    if dataset in PSEUDONYMISED:
+        manifest = pseudonymise(manifest, ws.root, keep_dates=real_dates, keep_mapping=keep_mapping)
     plan = manifest.reset_index(drop=True)
     plan["cache_row"] = np.arange(len(plan), dtype=np.int64)
     result = prepare_images(plan, source, ws.images_path(size), size, workers=workers, progress=progress)

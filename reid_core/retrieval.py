@@ -375,8 +375,12 @@ class Index:
             raise WorkspaceError(f"{sidecar}: not valid JSON ({exc})") from exc
         if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
             raise WorkspaceError(f"{sidecar}: not a {_FORMAT} v{_VERSION} sidecar")
-        raw = faiss.read_index(str(p))
-        ids = [str(i) for i in meta["image_ids"]]
+        ids = [str(i) for i in meta.get("image_ids") or []]
+        _check_index_file(p, str(meta.get("kind")), len(ids), meta.get("dim"))
+        try:
+            raw = faiss.read_index(str(p))
+        except RuntimeError as exc:
+            raise WorkspaceError(f"{p}: not a readable FAISS index ({(str(exc).splitlines() or [''])[0][:120]})") from None
         if raw.ntotal != len(ids) or raw.d != meta["dim"] or len(set(ids)) != len(ids):
             raise WorkspaceError(
                 f"{p}: index holds {raw.ntotal} vectors of dim {raw.d}, sidecar lists "
@@ -388,6 +392,34 @@ class Index:
         index._ids = ids
         index._row = {iid: k for k, iid in enumerate(ids)}
         return index
+
+
+_FLAT_HEADER = 45  # fourcc, d, ntotal, 2 dummies, is_trained, metric, then the vector's length
+
+
+def _check_index_file(p: Path, kind: str, n: int, dim: object) -> None:
+    """Bound what FAISS will allocate before it reads ``p``: a crafted header can claim gigabytes.
+
+    A flat index must be exactly the header plus ``n`` × ``dim`` float32 values, with
+    the header's dimension, count and vector length equal to the sidecar's; ANN
+    files (variable layout) must lie between the raw vectors' size and a generous
+    multiple of it.
+    """
+    if not isinstance(dim, int) or dim <= 0:
+        raise WorkspaceError(f"{_sidecar(p)}: invalid dimension {dim!r}")
+    size, vectors = p.stat().st_size, n * dim * 4
+    if kind == "flat":
+        with p.open("rb") as fh:
+            head = fh.read(_FLAT_HEADER)
+        fields = (head[:4] in (b"IxF2", b"IxFI") and len(head) == _FLAT_HEADER,
+                  int.from_bytes(head[4:8], "little", signed=True) == dim,
+                  int.from_bytes(head[8:16], "little") == n, int.from_bytes(head[37:45], "little") == n * dim)
+        ok = size == _FLAT_HEADER + vectors and all(fields)
+    else:
+        ok = vectors <= size <= 16 * vectors + n * 4096 + (1 << 24)
+    if not ok:
+        raise WorkspaceError(f"{p}: {size} bytes do not fit {n} ids × {dim} dims of a {kind} index (corrupt, "
+                             f"or not the index of these embeddings): re-run `cxr-reid embed --force`")
 
 
 def _sidecar(index_path: Path) -> Path:

@@ -89,6 +89,8 @@ class Workspace:
 
     def create(self, **info: Any) -> None:
         """Create the folder and write (or update) ``workspace.json``."""
+        if self.root.exists() and not self.root.is_dir():
+            raise WorkspaceError(f"{self.root} is a file, not a workspace folder: give a folder path")
         self.root.mkdir(parents=True, exist_ok=True)
         current = self.info() if self.info_path.exists() else {}
         current.update(info)

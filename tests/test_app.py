@@ -99,12 +99,17 @@ def big_png(ws: Workspace, row: int) -> bytes:
 
 
 # ============================================================================ the app on a trained workspace
-def test_shell_has_workspace_picker_and_every_page(trained, images_only):
+def test_shell_has_workspace_picker_and_every_page(trained, images_only, monkeypatch):
     at = open_page(trained, "overview")
     assert at.sidebar.selectbox[0].label == "Workspace" and at.sidebar.selectbox[0].value == str(trained.root)
     assert at.title[0].value == "Overview"
+    # a folder outside the workspaces root is refused unless the app was started with the explicit option
     at.sidebar.text_input(key="_workspace_custom").input(str(images_only.root)).run()
-    assert at.session_state["workspace"] == str(images_only.root)
+    assert at.session_state["workspace"] == str(trained.root)
+    assert "CXR_REID_ANY_WORKSPACE=1" in "\n".join(e.value for e in at.sidebar.error)
+    monkeypatch.setenv("CXR_REID_ANY_WORKSPACE", "1")
+    at.sidebar.text_input(key="_workspace_custom").input(str(images_only.root) + "/").run()
+    assert at.session_state["workspace"] == str(images_only.root.resolve())
     assert "cxr-reid train --workspace" in texts(at, "code")
 
 

@@ -127,3 +127,14 @@ def test_real_files_with_one_corrupt(tmp_path):
                          workers=2, progress=False)
     assert res.failures["path"].tolist() == ["5.png"]
     assert ImageStore(res.store_path)[4].any()
+
+
+def test_crashing_decoder_with_one_worker_costs_only_its_image(tmp_path):
+    """workers=1 decodes in a worker process too: a native crash must not take prepare down."""
+    m = _manifest(12)
+    res = prepare_images(m, GradientSource(12, crash=(5,)), tmp_path / "images_32.npy", 32, workers=1,
+                         chunk_size=4, progress=False)
+    assert res.failures["path"].tolist() == ["f5.png"]
+    assert "crashed" in res.failures["reason"].iloc[0]
+    status = np.load(tmp_path / "images_32.status.npy")
+    assert status[5] == FAILED and (np.delete(status, 5) == DONE).all()

@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from reid_core.data.sources import ImageSource
-from reid_core.errors import ImageLoadError
+from reid_core.errors import INTERRUPTS, ImageLoadError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ def _decode_chunk(source: ImageSource, rows: list[dict], indices: list[int], siz
             images[k] = letterbox(source.load(row), size)
         except ImageLoadError as exc:
             errors.append((k, exc.reason))
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop 100k
+        except BaseException as exc:  # noqa: BLE001 - one bad file must not stop 100k, nor a Rust panic
+            if isinstance(exc, INTERRUPTS):
+                raise
             errors.append((k, f"{type(exc).__name__}: {exc}"))
     return indices, images, errors
 
@@ -125,6 +127,7 @@ class _Store:
         self.images[idx] = images
         failed = {k for k, _ in errors}
         if errors:
+            self._end_torn_line()
             with self.errors_path.open("a") as fh:
                 for k, reason in errors:
                     fh.write(json.dumps({"row": int(idx[k]), "path": paths[k], "reason": reason}) + "\n")
@@ -132,15 +135,30 @@ class _Store:
         self.status[idx] = [FAILED if k in failed else DONE for k in range(len(idx))]
         self.status.flush()
 
+    def _end_torn_line(self) -> None:
+        """A run killed mid-write can leave a last line without its newline: end it before appending."""
+        try:
+            with self.errors_path.open("rb") as fh:
+                fh.seek(-1, 2)
+                torn = fh.read(1) != b"\n"
+        except OSError:  # missing or empty
+            return
+        if torn:
+            with self.errors_path.open("ab") as fh:
+                fh.write(b"\n")
+
     def failures(self) -> pd.DataFrame:
+        """One record per failed row (columns row, path, reason); ``path`` is None where the log lost it."""
         rows: dict[int, dict] = {}
         if self.errors_path.exists():
-            for line in self.errors_path.read_text().splitlines():
-                if line.strip():
+            for line in self.errors_path.read_text(errors="replace").splitlines():
+                try:
                     rec = json.loads(line)
-                    rows[rec["row"]] = rec  # the latest reason per row wins
-        failed_rows = set(np.flatnonzero(self.status == FAILED).tolist())
-        recs = [rows[r] for r in sorted(rows) if r in failed_rows]
+                    rows[int(rec["row"])] = {"row": int(rec["row"]), "path": rec["path"], "reason": rec["reason"]}
+                except (ValueError, KeyError, TypeError):  # a torn or garbled line (a killed run): skip it
+                    continue
+        recs = [rows.get(r, {"row": r, "path": None, "reason": "failed in an earlier run (its log line was lost)"})
+                for r in np.flatnonzero(self.status == FAILED).tolist()]
         return pd.DataFrame(recs, columns=["row", "path", "reason"])
 
     def finish(self) -> None:
@@ -181,21 +199,22 @@ def prepare_images(
         bar.close()
         store.finish()
     failures = store.failures()
+    lost = failures["path"].isna()
+    failures.loc[lost, "path"] = [str(records[r]["path"]) for r in failures.loc[lost, "row"]]
     return PrepareResult(store_path, n, len(todo), n_skipped, failures[["path", "reason"]])
 
 
 def _run_chunks(source: ImageSource, records: list[dict], chunks: list[list[int]], size: int,
                 workers: int) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]:
-    """Yield decoded chunks; serial for one worker, else a process pool that survives crashes.
+    """Yield decoded chunks from a process pool that survives crashing decoders.
 
-    If a worker process dies (a decoder segfault, say), the chunks in flight are
-    re-run one image per task; an image that kills its worker again is marked
-    failed with reason "decoder crashed".
+    Decoding always runs in worker processes, even for ``workers=1``: a native
+    crash (a segfault in a codec, a Rust abort) then kills a worker, never the
+    run. If a worker dies, the chunks in flight are re-run one image per task;
+    an image that kills its worker again is marked failed with reason "decoder
+    crashed". Chunks finishing together are handled in plan order, so an
+    interrupt leaves a prefix of the plan done.
     """
-    if workers == 1:
-        for idx in chunks:
-            yield _decode_chunk(source, [records[i] for i in idx], idx, size)
-        return
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     pending: list[tuple[list[int], bool]] = [(c, False) for c in chunks]  # (indices, isolated)
     pending.reverse()
@@ -210,7 +229,7 @@ def _run_chunks(source: ImageSource, records: list[dict], chunks: list[list[int]
                     fut = pool.submit(_decode_chunk, source, [records[i] for i in idx], idx, size)
                     inflight[fut] = (idx, iso)
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for fut in done:
+                for fut in sorted(done, key=lambda f: inflight[f][0][0]):
                     task = inflight.pop(fut)
                     try:
                         yield fut.result()
@@ -219,8 +238,8 @@ def _run_chunks(source: ImageSource, records: list[dict], chunks: list[list[int]
                 if broken:
                     broken.extend(inflight.values())
                     break
-        for idx, iso in broken:
+        for idx, iso in sorted(broken, key=lambda t: t[0][0], reverse=True):
             if iso:  # this single image crashed its worker twice over
                 yield idx, np.zeros((1, size, size), np.uint8), [(0, "decoder crashed (worker process died)")]
             else:
-                pending.extend(([i], True) for i in idx)
+                pending.extend(([i], True) for i in reversed(idx))

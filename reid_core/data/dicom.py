@@ -26,12 +26,16 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, as_pixel_options, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from reid_core.errors import ImageLoadError
+from reid_core.errors import INTERRUPTS, ImageLoadError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Largest rows*cols of one frame accepted by default (10,000 x 10,000)."""
+DEFAULT_MAX_DECODED_BYTES = 256 * 2**20
+"""Largest decoded size of one frame accepted by default: rows × cols × channels × bytes per sample
+(256 MiB: a 10,000 × 10,000 16-bit greyscale frame fits; the same size in RGBA does not). Checked from the
+header before any decoding, so with the float32 result and the conversions an image costs at most ~1 GB."""
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's "L" conversion
@@ -136,15 +140,31 @@ def check_size(path: str | Path, rows: int, cols: int, max_pixels: int) -> None:
         raise ImageLoadError(path, f"too many pixels ({rows}x{cols} > {max_pixels})")
 
 
+def check_decoded_bytes(path: str | Path, rows: int, cols: int, channels: int, bytes_per_sample: int,
+                        max_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> None:
+    """Refuse, before decoding, a frame whose decoded pixels would exceed ``max_bytes``."""
+    need = int(rows) * int(cols) * max(1, int(channels)) * max(1, int(bytes_per_sample))
+    if need > max_bytes:
+        raise ImageLoadError(path, f"decoded image would take {need / 2**20:.0f} MiB ({rows}x{cols}, {channels} "
+                                   f"channel(s) of {bytes_per_sample} byte(s)); the limit is "
+                                   f"{max_bytes / 2**20:.0f} MiB per image")
+
+
 def dicom_to_array(
-    ds: Dataset, path: str | Path, frame: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    ds: Dataset, path: str | Path, frame: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_DECODED_BYTES,
 ) -> np.ndarray:
-    """Decode one frame of ``ds`` into a float32 2-D image in [0, 1], air dark."""
+    """Decode one frame of ``ds`` into a float32 2-D image in [0, 1], air dark (size-checked first)."""
     if not any(kw in ds for kw in _PIXEL_KEYWORDS):
         kind = _text(ds, "Modality", upper=True) or "unknown"
         raise ImageLoadError(path, f"no pixel data (non-image DICOM or truncated; modality {kind})")
     rows, cols, n_frames = _geometry(ds, path)
     check_size(path, rows, cols, max_pixels)
+    samples = _int(ds, "SamplesPerPixel", path, 1) or 1
+    if _text(ds, "PhotometricInterpretation", upper=True, path=path) == "PALETTE COLOR":
+        samples = 3  # looked up into RGB before the luminance
+    bits = _int(ds, "BitsAllocated", path, 16) or 16
+    check_decoded_bytes(path, rows, cols, samples, -(-bits // 8), max_bytes)
     index = select_frame(path, n_frames, frame)
     raw = _decode(ds, path, index)
     photometric = _text(ds, "PhotometricInterpretation", upper=True, path=path) or "MONOCHROME2"
@@ -179,12 +199,14 @@ def minmax_unit(values: np.ndarray, path: str | Path) -> np.ndarray:
 
 def finalize(img: np.ndarray, path: str | Path) -> np.ndarray:
     """Enforce the contract: non-empty, finite, 2-D, float32, within [0, 1]."""
-    img = np.asarray(img, dtype=np.float32)
+    img = np.ascontiguousarray(img, dtype=np.float32)
     if img.ndim != 2 or img.size == 0:
         raise ImageLoadError(path, f"not a non-empty 2-D image (shape {img.shape})")
-    if not np.isfinite(img).all():
+    if not np.isfinite(img.sum(dtype=np.float64)) and not np.isfinite(img).all():  # no bool copy when finite
         raise ImageLoadError(path, "non-finite pixel values")
-    return np.ascontiguousarray(np.clip(img, 0.0, 1.0))
+    if not img.flags.writeable:
+        img = img.copy()
+    return np.clip(img, 0.0, 1.0, out=img)
 
 
 def _text(ds: Dataset | None, keyword: str, *, upper: bool = False,
@@ -204,7 +226,7 @@ def _int(ds: Dataset, keyword: str, path: str | Path, default: int | None) -> in
     value = _text(ds, keyword, path=path)
     try:
         return default if value is None else int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # 'abc', 'inf', 'nan'
         raise ImageLoadError(path, f"invalid {keyword} value") from None
 
 
@@ -246,9 +268,12 @@ def _decode(ds: Dataset, path: str | Path, index: int) -> np.ndarray:
     try:
         opts = as_pixel_options(ds, transfer_syntax_uid=ts)
         return decoder.as_array(ds, index=index, validate=True, **opts)[0]
-    except Exception as exc:  # noqa: BLE001 - codecs raise many types; texts are technical
+    except BaseException as exc:  # noqa: BLE001 - codecs raise many types, Rust ones even panics
+        if isinstance(exc, INTERRUPTS):
+            raise
         reason = (str(exc).splitlines() or [""])[0][:160]
-        raise ImageLoadError(path, f"pixel data undecodable ({type(exc).__name__}: {reason})") from exc
+        kind = "decoder panicked" if not isinstance(exc, Exception) else "pixel data undecodable"
+        raise ImageLoadError(path, f"{kind} ({type(exc).__name__}: {reason})") from None
 
 
 def _colour_to_gray(raw: np.ndarray, ds: Dataset, photometric: str, path: str | Path) -> np.ndarray:

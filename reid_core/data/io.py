@@ -23,9 +23,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from reid_core.data.dicom import (
+    DEFAULT_MAX_DECODED_BYTES,
     DEFAULT_MAX_PIXELS,
     DICOM_SUFFIXES,
     ImageMeta,
+    check_decoded_bytes,
     check_size,
     dicom_meta,
     dicom_to_array,
@@ -35,15 +37,16 @@ from reid_core.data.dicom import (
     read_dataset,
     select_frame,
 )
-from reid_core.errors import ImageLoadError
+from reid_core.errors import INTERRUPTS, ImageLoadError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageMeta", "load_image", "load_image_with_meta"]
+__all__ = ["DEFAULT_MAX_DECODED_BYTES", "DEFAULT_MAX_PIXELS", "ImageMeta", "load_image", "load_image_with_meta"]
 
 log = logging.getLogger(__name__)
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 _RASTER_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_ROWS_PER_STEP = 512  # colour → luminance in row blocks: no full-size float RGB copy
 _COLOUR_MODES = frozenset({"P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"})
 
 
@@ -52,15 +55,33 @@ def load_image(path: str | Path, frame: int | None = None,
     """Image at ``path`` as a finite float32 2-D array in [0, 1] (air dark, bone bright).
 
     ``frame`` (0-based) is required for multi-frame files; images with more than
-    ``max_pixels`` pixels are rejected before decoding.
+    ``max_pixels`` pixels, or whose decoded pixels (width × height × channels ×
+    bytes per sample) exceed :data:`DEFAULT_MAX_DECODED_BYTES`, are rejected
+    before decoding. Colour JPEGs are decoded straight to luminance.
     """
     return load_image_with_meta(path, frame=frame, max_pixels=max_pixels)[0]
 
 
 def load_image_with_meta(path: str | Path, frame: int | None = None,
                          max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageMeta]:
-    """Like :func:`load_image`, also returning the file's :class:`ImageMeta`."""
+    """Like :func:`load_image`, also returning the file's :class:`ImageMeta`.
+
+    Raises only :class:`ImageLoadError` (or an interrupt): whatever else a parser
+    or decoder throws, a Rust panic included, is reported as that file's failure.
+    """
     p = Path(path)
+    try:
+        return _load(p, frame, max_pixels)
+    except ImageLoadError:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the contract: one typed error per bad file
+        if isinstance(exc, INTERRUPTS):
+            raise
+        raise ImageLoadError(p, f"unexpected decoder failure ({type(exc).__name__})") from None
+
+
+def _load(p: Path, frame: int | None, max_pixels: int) -> tuple[np.ndarray, ImageMeta]:
+    """Dispatch on content, then suffix (see the module docstring)."""
     head = _read_head(p)
     suffix = p.suffix.lower()
     is_raster = head.startswith(_RASTER_MAGIC)
@@ -100,6 +121,9 @@ def _load_raster(p: Path, frame: int | None, max_pixels: int) -> tuple[np.ndarra
     with im:
         cols, rows = im.size
         check_size(p, rows, cols, max_pixels)
+        if im.format == "JPEG" and im.mode in ("RGB", "YCbCr"):
+            im.draft("L", im.size)  # libjpeg outputs the Y (BT.601 luma) plane: a third of the memory
+        check_decoded_bytes(p, rows, cols, *_decoded_layout(im.mode))
         n_frames = int(getattr(im, "n_frames", 1) or 1)
         index = select_frame(p, n_frames, frame)
         try:
@@ -115,19 +139,47 @@ def _load_raster(p: Path, frame: int | None, max_pixels: int) -> tuple[np.ndarra
     return image, ImageMeta(rows=image.shape[0], cols=image.shape[1], n_frames=n_frames)
 
 
+def _decoded_layout(mode: str) -> tuple[int, int]:
+    """(channels, bytes per sample) PIL holds for ``mode``; colour counts as the RGB it becomes."""
+    if mode in _COLOUR_MODES:
+        return (4 if mode in ("RGBA", "RGBX", "RGBa", "CMYK") else 3), 1
+    if mode.startswith("I;16"):
+        return 1, 2
+    if mode in ("I", "F"):
+        return 1, 4
+    return (2 if mode in ("LA", "La") else 1), 1
+
+
+def _scaled(arr: np.ndarray, full: float) -> np.ndarray:
+    """``arr / full`` as float32, in one allocation."""
+    out = np.asarray(arr, dtype=np.float32)
+    out = out.copy() if out is arr or not out.flags.writeable else out
+    out /= full
+    return out
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """0.299 R + 0.587 G + 0.114 B of an 8-bit H×W×3 array, in [0, 1], float32, a block of rows at a time."""
+    out = np.empty(rgb.shape[:2], dtype=np.float32)
+    for r in range(0, rgb.shape[0], _ROWS_PER_STEP):
+        out[r:r + _ROWS_PER_STEP] = rgb[r:r + _ROWS_PER_STEP, :, :3].astype(np.float32) @ _LUMA
+    out /= 255.0
+    return out
+
+
 def _pil_to_unit(im: Image.Image, p: Path) -> np.ndarray:
-    """PIL image to float [0, 1] luminance, divided by its storage type's maximum."""
+    """PIL image to float32 [0, 1] luminance, divided by its storage type's maximum."""
     mode = im.mode
     if mode == "1":
-        return np.asarray(im, dtype=np.float64)
+        return np.asarray(im, dtype=np.float32)
     if mode == "L":
-        return np.asarray(im, dtype=np.float64) / 255.0
+        return _scaled(np.asarray(im), 255.0)
     if mode in ("LA", "La"):
-        return np.asarray(im.getchannel(0), dtype=np.float64) / 255.0
+        return _scaled(np.asarray(im.getchannel(0)), 255.0)
     if mode in _COLOUR_MODES:
-        return (np.asarray(im.convert("RGB"), dtype=np.float64) @ _LUMA) / 255.0
+        return _luminance(np.asarray(im if mode in ("RGB", "RGBA", "RGBX") else im.convert("RGB")))
     if mode.startswith("I;16"):
-        return np.asarray(im).astype(np.float64) / 65535.0
+        return _scaled(np.asarray(im), 65535.0)
     if mode == "I":
         arr = np.asarray(im).astype(np.float64)
         if arr.size and arr.min() >= 0 and arr.max() <= 65535:

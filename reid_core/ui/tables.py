@@ -1,7 +1,10 @@
 """Tables the pages show: dataset summary, colour-by values, neighbours, report metrics, training log.
 
-Only non-PHI manifest columns ever reach the screen (:data:`DISPLAY_COLUMNS`);
-uploaded files contribute pixels only.
+Only the manifest columns of :data:`DISPLAY_COLUMNS` reach the screen, and the
+identifiers among them are pseudonyms for DICOM folders (``prepare`` replaces
+PatientIDs and SOP UIDs by keyed pseudonyms and dates by days from each patient's
+first study: :mod:`reid_core.pseudonyms`); for public datasets they are the
+datasets' own de-identified ids. Uploaded files contribute pixels only.
 """
 from __future__ import annotations
 
@@ -92,7 +95,7 @@ def color_values(frame: pd.DataFrame, by: str) -> tuple[np.ndarray, bool]:
 
 
 def display_frame(manifest: pd.DataFrame, image_ids: list[str] | np.ndarray | None = None) -> pd.DataFrame:
-    """The non-PHI columns of ``manifest`` (rows of ``image_ids`` in that order, when given)."""
+    """The display columns of ``manifest`` (rows of ``image_ids`` in that order, when given)."""
     cols = [c for c in DISPLAY_COLUMNS if c in manifest.columns]
     if image_ids is None:
         return manifest[cols].reset_index(drop=True)
@@ -101,12 +104,12 @@ def display_frame(manifest: pd.DataFrame, image_ids: list[str] | np.ndarray | No
 
 
 def selection_csv(manifest: pd.DataFrame, image_ids: list[str]) -> str:
-    """CSV text of the selected images' ids and non-PHI metadata (for the export button)."""
+    """CSV text of the selected images' ids and display metadata (for the export button)."""
     return display_frame(manifest, image_ids).to_csv(index=False)
 
 
 def caption(row: pd.Series | dict) -> str:
-    """A one-line, non-PHI caption: ``id · patient · date · age · sex · view · findings``."""
+    """A one-line caption: ``id · patient · date · age · sex · view · findings``."""
     get = row.get
     parts = [str(get("image_id", "")), str(get("patient_id", ""))]
     date = get("study_date")
@@ -126,7 +129,7 @@ def caption(row: pd.Series | dict) -> str:
 # ---------------------------------------------------------------------------- neighbours
 def neighbour_table(manifest: pd.DataFrame, image_ids: np.ndarray | list[str], distances: np.ndarray,
                     probabilities: np.ndarray | None = None, query_patient: str | None = None) -> pd.DataFrame:
-    """Ranked neighbours with distance, same-patient probability, non-PHI metadata and a true-patient flag.
+    """Ranked neighbours with distance, same-patient probability, display metadata and a true-patient flag.
 
     ``image_ids`` may hold ``None`` for slots an approximate index could not fill; those rows are dropped.
     """

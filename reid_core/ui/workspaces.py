@@ -34,6 +34,29 @@ def list_workspaces(base: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+ANY_WORKSPACE_ENV = "CXR_REID_ANY_WORKSPACE"
+"""Set to 1 when starting the app to let the sidebar open workspace folders outside the workspaces root."""
+
+
+def resolve_custom_workspace(value: str, base: str | Path, allow_any: bool = False) -> Path:
+    """The folder a user typed, if the app may open it: under ``base`` (after resolving ``..`` and
+    symlinks) unless ``allow_any``; :class:`WorkspaceError` saying why not otherwise."""
+    from reid_core.errors import WorkspaceError
+
+    text = (value or "").strip()
+    if not text:
+        raise WorkspaceError("no workspace folder given")
+    path = Path(text).expanduser()
+    path = (Path(base) / path if not path.is_absolute() else path).resolve()
+    root = Path(base).resolve()
+    if not allow_any and path != root and root not in path.parents:
+        raise WorkspaceError(f"only workspaces under {root} can be opened here; start the app with "
+                             f"{ANY_WORKSPACE_ENV}=1 to open other folders")
+    if not path.is_dir():
+        raise WorkspaceError(f"{text} is not a folder")
+    return path
+
+
 def default_workspace(base: str | Path, preferred: str = DEFAULT_WORKSPACE.name) -> Path:
     """``base/demo`` when it exists (or nothing else does), else the first workspace found."""
     base = Path(base)

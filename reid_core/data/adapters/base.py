@@ -35,6 +35,20 @@ DUPLICATE_ID = "duplicate image_id"
 Problems = list[dict[str, str]]  # rows of the problems table ({"path", "reason"}), filled by _rows and build
 
 
+
+def read_table(path: str | Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` whose unreadable inputs (empty, not UTF-8, malformed) raise :class:`DatasetError`."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                           "save the table as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{path}: the table is empty (no header row)") from None
+    except pd.errors.ParserError as exc:
+        raise DatasetError(f"{path}: not a readable table ({(str(exc).splitlines() or [''])[0][:160]})") from None
+
+
 @dataclass
 class AdapterResult:
     """What an adapter returns: the canonical manifest and the skipped files (``path``, ``reason``)."""
@@ -77,6 +91,13 @@ class DatasetAdapter(ABC):
         if check_files:
             rows = self._drop_missing(root, rows, problems, progress)
         manifest = finalize_manifest(rows, dataset=self.dataset_name, frontal_only=frontal_only)
+        if frontal_only and manifest.empty and len(rows):
+            views = finalize_manifest(rows, dataset=self.dataset_name)["view"].value_counts()
+            raise DatasetError(
+                f"{self.name}: none of the {len(rows)} images is a frontal (PA/AP) view "
+                f"(views: {', '.join(f'{v} {n}' for v, n in views.items())}); the frontal filter drops them all. "
+                "Metadata without a view column makes every view UNKNOWN: pass --all-views to keep every view "
+                "(frontal_only=False), or name the view column")
         table = problems_table(problems)
         log.info("%s: %d images of %d patients (%s), %d problem file(s)", self.name, len(manifest),
                  manifest["patient_id"].nunique(), "frontal only" if frontal_only else "all views", len(table))

@@ -26,7 +26,7 @@ from typing import Mapping
 import pandas as pd
 
 from reid_core.data.adapters.base import (
-    DatasetAdapter, Problems, findings_from_labels, parse_age, rank_studies, require_columns,
+    DatasetAdapter, Problems, findings_from_labels, parse_age, rank_studies, read_table, require_columns,
 )
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class ChexpertAdapter(DatasetAdapter):
         for name in CSV_FILES:
             csv = base / name
             if csv.is_file():
-                df = pd.read_csv(csv, dtype={"Path": str, "Sex": str, "Frontal/Lateral": str, "AP/PA": str})
+                df = read_table(csv, dtype={"Path": str, "Sex": str, "Frontal/Lateral": str, "AP/PA": str})
                 require_columns(df, ("Path",), csv)
                 frames.append(df)
         df = pd.concat(frames, ignore_index=True)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from reid_core.data.adapters.base import DatasetAdapter, Problems, parse_age, rank_studies, require_columns
+from reid_core.data.adapters.base import (
+    DatasetAdapter, Problems, parse_age, rank_studies, read_table, require_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +65,11 @@ class CsvAdapter(DatasetAdapter):
         csv = self._resolve_csv(root)
         sep = self.sep or ("\t" if csv.name.lower().endswith((".tsv", ".tsv.gz")) else ",")
         named = [c for c in self.cols.values() if c]
-        header = pd.read_csv(csv, sep=sep, nrows=0)
+        header = read_table(csv, sep=sep, nrows=0)
         require_columns(header, named, csv)  # fail before reading 400k rows
         text_keys = ("path", "patient_id", "image_id", "view", "sex", "findings")
         text_cols = [self.cols[k] for k in text_keys if self.cols[k]]
-        df = pd.read_csv(csv, sep=sep, usecols=sorted(set(named)), dtype={c: str for c in text_cols})
+        df = read_table(csv, sep=sep, usecols=sorted(set(named)), dtype={c: str for c in text_cols})
         c = self.cols
         blank = df[c["path"]].isna() | df[c["patient_id"]].isna()
         if blank.any():

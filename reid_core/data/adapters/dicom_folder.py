@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable
@@ -50,7 +51,7 @@ class DicomFolderAdapter(DatasetAdapter):
         dicoms, others = find_dicom_files(root)
         if not dicoms and not others:
             raise DatasetError(f"{self.name}: no files under {root}; expected layout: {self.layout}")
-        problems.extend({"path": p, "reason": NOT_DICOM} for p in others)
+        problems.extend({"path": p, "reason": reason} for p, reason in others)
         if not dicoms:
             log.warning("no DICOM files under %s (%d other files)", root, len(others))
         headers = scan_headers(root, dicoms, problems, progress=progress, workers=self.workers)
@@ -61,10 +62,15 @@ SIDECAR_SUFFIXES = (".csv", ".csv.gz", ".json", ".parquet", ".txt", ".md", ".xml
                    ".yaml", ".yml", ".tsv")
 
 
-def find_dicom_files(root: Path) -> tuple[list[str], list[str]]:
-    """Paths (relative to ``root``, POSIX) of DICOM files and of other non-hidden files, each sorted."""
+def find_dicom_files(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Paths (relative to ``root``, POSIX) of DICOM files, and (path, reason) of other non-hidden files.
+
+    Never opens anything but a regular file (a FIFO would block forever), and
+    never lets through a name that is not valid UTF-8 (it could not be stored
+    in the manifest): both are reported with their reason instead. Each list sorted.
+    """
     dicoms: list[str] = []
-    others: list[str] = []
+    others: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = os.path.relpath(dirpath, root)
@@ -72,13 +78,42 @@ def find_dicom_files(root: Path) -> tuple[list[str], list[str]]:
             if f.startswith("."):
                 continue
             rel = f if rel_dir == "." else f"{rel_dir}/{f}".replace(os.sep, "/")
-            if f.lower().endswith(DICOM_SUFFIXES) or _has_preamble(os.path.join(dirpath, f)):
+            full = os.path.join(dirpath, f)
+            if not _is_utf8(rel):
+                others.append((printable_name(rel), NOT_UTF8))
+            elif not _is_regular(full):
+                others.append((rel, NOT_REGULAR))
+            elif f.lower().endswith(DICOM_SUFFIXES) or _has_preamble(full):
                 dicoms.append(rel)
-            elif f.lower().endswith(SIDECAR_SUFFIXES):
-                continue
-            else:
-                others.append(rel)
+            elif not f.lower().endswith(SIDECAR_SUFFIXES):
+                others.append((rel, NOT_DICOM))
     return sorted(dicoms), sorted(others)
+
+
+NOT_UTF8 = "file name is not valid UTF-8 (rename the file to include it)"
+NOT_REGULAR = "not a regular file (FIFO, socket or device): skipped without opening"
+
+
+def _is_utf8(name: str) -> bool:
+    """False for names with undecodable bytes (``os`` hands them over as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_name(name: str) -> str:
+    """A file name with its undecodable bytes shown as backslash escapes (``\\xe9``)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _is_regular(path: str) -> bool:
+    """True for a regular file (symlinks followed); FIFOs, sockets, devices and broken links are not."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _has_preamble(path: str) -> bool:

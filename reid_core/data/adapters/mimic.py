@@ -26,7 +26,8 @@ from typing import Mapping
 import pandas as pd
 
 from reid_core.data.adapters.base import (
-    DatasetAdapter, Problems, find_first, findings_from_labels, parse_yyyymmdd, rank_studies, require_columns,
+    DatasetAdapter, Problems, find_first, findings_from_labels, parse_yyyymmdd, rank_studies, read_table,
+    require_columns,
 )
 from reid_core.data.adapters.chexpert import LABELS
 from reid_core.data.adapters.dicom_folder import find_dicom_files, headers_to_rows, scan_headers
@@ -58,7 +59,7 @@ class MimicAdapter(DatasetAdapter):
         meta_csv = find_first(root, METADATA_FILES)
         if meta_csv is None:
             return self._rows_without_metadata(root, problems, progress)
-        meta = pd.read_csv(meta_csv, dtype=_IDS)
+        meta = read_table(meta_csv, dtype=_IDS)
         needed = ("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate", "StudyTime")
         require_columns(meta, needed, meta_csv)
         meta = meta.dropna(subset=["dicom_id", "subject_id", "study_id"])
@@ -86,7 +87,7 @@ class MimicAdapter(DatasetAdapter):
         if labels_csv is None:
             log.warning("%s: no %s under %s; findings set to 'No Finding'", self.name, LABEL_FILES[0], root)
             return pd.Series("", index=subject.index, dtype=object)
-        lab = pd.read_csv(labels_csv, dtype={"subject_id": str, "study_id": str})
+        lab = read_table(labels_csv, dtype={"subject_id": str, "study_id": str})
         require_columns(lab, ("subject_id", "study_id"), labels_csv)
         lab = lab.drop_duplicates(subset=["subject_id", "study_id"])
         keys = pd.DataFrame({"subject_id": subject.str.strip().to_numpy(), "study_id": study.str.strip().to_numpy()})
@@ -99,7 +100,7 @@ class MimicAdapter(DatasetAdapter):
         if pcsv is None:
             log.info("%s: no patients.csv under %s; sex/age unknown", self.name, root)
             return out
-        pat = pd.read_csv(pcsv, dtype={"subject_id": str, "gender": str})
+        pat = read_table(pcsv, dtype={"subject_id": str, "gender": str})
         require_columns(pat, ("subject_id", "gender", "anchor_age"), pcsv)
         pat = pat.drop_duplicates(subset=["subject_id"]).set_index("subject_id")
         subj = out["patient_id"]

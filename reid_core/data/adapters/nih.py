@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from reid_core.data.adapters.base import DatasetAdapter, Problems, find_first, parse_age, rank_studies, require_columns
+from reid_core.data.adapters.base import (
+    DatasetAdapter, Problems, find_first, parse_age, rank_studies, read_table, require_columns,
+)
 from reid_core.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ class NihAdapter(DatasetAdapter):
 def read_data_entry(csv: Path) -> pd.DataFrame:
     """Read the seven used columns of ``Data_Entry_2017*.csv`` as strings, whatever its trailing commas."""
     try:
-        df = pd.read_csv(
+        df = read_table(
             csv, dtype=str, index_col=False, skipinitialspace=True,
             usecols=lambda c: str(c).strip() in _NEEDED,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import multiprocessing as mp
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -156,19 +157,21 @@ def _export_patient(i: int) -> tuple[list[dict], list[str]]:
 
 
 def write_phantom_dataset(out_dir: str | Path, n_patients: int, seed: int = 0, size: int = 256, fmt: str = "nih",
-                          workers: int = 1, n_studies: int | tuple[int, int] = (1, 10),
+                          workers: int | None = 1, n_studies: int | tuple[int, int] = (1, 10),
                           abnormal_fraction: float = 1 / 3, photometric: str = "mixed",
                           patients: Iterable[int] | None = None, progress: bool = True) -> Path:
     """Generate ``n_patients`` phantom patients (or the given ``patients`` indices) into ``out_dir``.
 
     ``fmt`` is ``nih`` (ChestX-ray14 PNG layout) or ``dicom``; ``photometric``
     (DICOM only) is ``MONOCHROME2``, ``MONOCHROME1`` or ``mixed`` (CR images
-    MONOCHROME1). Returns ``out_dir``. Output is identical for any ``workers``.
+    MONOCHROME1). Returns ``out_dir``. Output is identical for any ``workers``
+    (None: one per CPU core).
     """
     if fmt not in ("nih", "dicom"):
         raise ValueError(f"fmt must be 'nih' or 'dicom', got {fmt!r}")
     if photometric not in PHOTOMETRIC:
         raise ValueError(f"photometric must be one of {PHOTOMETRIC}, got {photometric!r}")
+    workers = max(1, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     ids = list(range(int(n_patients))) if patients is None else [int(p) for p in patients]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
