@@ -74,6 +74,9 @@ def load_resume(gan_dir: Path) -> dict[str, Any]:
         state = load_state(folder, STATE_NAME)
     except CheckpointError as exc:
         raise TrainingError(f"cannot resume the GAN: {exc}. Start over with --no-resume") from None
+    if state.get("objective") is not None:  # another trainer's run (cxr-reid train-cae) in the same gan/ folder
+        raise TrainingError(f"{folder} holds a {state['objective']} run (cxr-reid train-cae), not a GAN run; "
+                            "continue it with train-cae, or start the GAN over with --no-resume (replaces it)")
     if state.get("version") != STATE_VERSION:
         raise TrainingError(f"{folder}: GAN resume state version {state.get('version')!r} is not {STATE_VERSION}; "
                             "start over with --no-resume")

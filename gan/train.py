@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 _SEED_STEP = 0x6A5
 AMP_CONV_CLAMP = 256.0
-OUTPUT_FILES = ("G_ema.safetensors", "config.json", SAMPLES_NAME, "metrics.json", "train_config.json")
+OUTPUT_FILES = ("G_ema.safetensors", "config.json", SAMPLES_NAME, "metrics.json", "train_config.json",
+                "E_ema.safetensors", "encoder.json")  # the last two: an autoencoder run's encoder, replaced too
 
 
 @dataclass

@@ -257,3 +257,19 @@ def test_the_generator_trainers_do_not_load_metric_learning():
             "print(any(m.startswith('pytorch_metric_learning') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_gan_run_does_not_resume_or_silently_replace_an_autoencoder_run(cae_ws):
+    from gan.train import train_gan
+    from gan.train_config import GanTrainConfig
+
+    train_cae(cae_ws, tiny(kimg=0.016, snapshot_kimg=0.016), progress=False)
+    gan_cfg = GanTrainConfig(preset="tiny", res=16, batch=4, kimg=0.008, tick_kimg=0.004, snapshot_kimg=0.008,
+                             grid_rows=2, grid_cols=2, device="cpu")
+    with pytest.raises(TrainingError, match="autoencoder run"):
+        train_gan(cae_ws, gan_cfg, progress=False)
+    assert (cae_ws.gan_dir / "E_ema.safetensors").is_file()  # nothing replaced
+    train_gan(cae_ws, gan_cfg, resume=False, progress=False)
+    assert not (cae_ws.gan_dir / "E_ema.safetensors").exists()  # no orphaned encoder beside the GAN's generator
+    with pytest.raises(TrainingError, match="autoencoder run"):
+        train_cae(cae_ws, tiny(), progress=False)

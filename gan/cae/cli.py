@@ -70,9 +70,11 @@ def run_cae_evaluate_command(args: argparse.Namespace) -> int:
     g, b = metrics["realism"]["generated"], metrics["realism"]["real_baseline"]
     print(f"realism: KID×1000 {g['kid_x1000']:.2f} (real vs real {b['kid_x1000']:.2f}), C2ST AUC "
           f"{g['c2st_auc']:.3f} ({b['c2st_auc']:.3f})")
-    agree = metrics.get("pc_meaning", {}).get("agree")
-    if agree is not None:
-        print(f"PC meaning: {agree} of {len(metrics['pc_meaning']['table'])} PCs agree")
+    pcm = metrics.get("pc_meaning", {})
+    if pcm.get("table"):
+        print(f"PC meaning: {pcm['agree']} of {len(pcm['table'])} PCs agree")
+    elif pcm.get("skipped"):
+        print(f"PC meaning: skipped ({pcm['skipped']})")
     print(f"wrote {path}")
     return 0
 

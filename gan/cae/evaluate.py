@@ -123,9 +123,14 @@ def c2st_auc(a: np.ndarray, b: np.ndarray, groups_a: np.ndarray | None = None, g
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
     model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
     if groups_a is None or groups_b is None:
-        cv, groups = StratifiedKFold(5, shuffle=True, random_state=seed), None
+        folds = min(5, len(a), len(b))
+        cv, groups = StratifiedKFold(folds, shuffle=True, random_state=seed), None
     else:
-        cv, groups = GroupKFold(5), np.concatenate([np.asarray(groups_a, str), np.asarray(groups_b, str)])
+        groups = np.concatenate([np.asarray(groups_a, str), np.asarray(groups_b, str)])
+        folds = min(5, len(np.unique(groups)))
+        cv = GroupKFold(folds)
+    if folds < 2:
+        return float("nan")  # too few images or people to hold any out
     p = cross_val_predict(model, x, y, cv=cv, groups=groups, method="predict_proba")[:, 1]
     return float(roc_auc_score(y, p))
 

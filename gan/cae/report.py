@@ -100,9 +100,12 @@ def evaluate_workspace_generator(workspace: Path, judge_dir: Path, n_patients: i
     factors = workspace_factors(ws, load_manifest(ws.manifest_path))
     if factors.table is not None:
         pca = load_or_fit_pca(EmbeddingTable.load(ws.embeddings_path).embeddings, ws.gan_dir / PCA_FILE, 16)
-        table = pc_meaning_agreement(G, E, judges[-1], pca, data, factors.table, seed=seed)
-        metrics["pc_meaning"] = {"judge": judges[-1].name, "agree": int(table["agree"].sum()),
-                                 "table": table.to_dict(orient="records")}
+        try:
+            table = pc_meaning_agreement(G, E, judges[-1], pca, data, factors.table, seed=seed)
+            metrics["pc_meaning"] = {"judge": judges[-1].name, "agree": int(table["agree"].sum()),
+                                     "table": table.to_dict(orient="records")}
+        except ValueError as exc:  # too few films, or no factor the judge can read
+            metrics["pc_meaning"] = {"judge": judges[-1].name, "skipped": str(exc)}
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     path = write_metrics(ws.gan_dir, {"autoencoder": metrics})
     return metrics, path

@@ -360,7 +360,7 @@ def quality_table(ws: Workspace) -> Quality | None:
                      f"({base.get('kid_x1000', float('nan')):.1f}), precision {gen.get('precision', float('nan')):.2f} "
                      f"/ recall {gen.get('recall', float('nan')):.2f}")
     pcm = metrics.get("pc_meaning")
-    if isinstance(pcm, dict):
+    if isinstance(pcm, dict) and pcm.get("table"):
         extra.append(f"PC meaning: for {pcm.get('agree')} of {len(pcm.get('table', []))} top PCs the factor a sweep "
                      "moves most is the one the PC correlates with on real films (goal ≥ 4 of 5)")
     note = (f"{metrics.get('n_patients')} held-out patients ({metrics.get('split')} split, never seen by the "
