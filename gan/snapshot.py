@@ -84,10 +84,10 @@ class SnapshotGrid:
                 zi, ci, first = z, c[i:i + 1].expand(len(z), -1), [self.reals[i:i + 1].to(device)]
             fakes = G(zi, ci, noise_mode="const").float()
             lines.append(torch.cat([*first, fakes], dim=0))
-        return _tile(torch.stack(lines))
+        return tile_grid(torch.stack(lines))
 
 
-def _tile(images: Tensor) -> np.ndarray:
+def tile_grid(images: Tensor) -> np.ndarray:
     """(rows, cols, 1, R, R) in [-1, 1] → uint8 (rows·R, cols·R)."""
     rows, cols, _, h, w = images.shape
     x = ((images[:, :, 0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()

@@ -75,6 +75,7 @@ class CaeEngine:
         ratio = cfg.r1_interval / (cfg.r1_interval + 1)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d * ratio,
                                       betas=(0.0, 0.99 ** ratio), eps=1e-8)
+        self.ema_beta = 0.5 ** (cfg.batch / (cfg.ema_kimg * 1000.0))  # EMA decay per step (half-life ema_kimg)
         self._last_fakes: tuple[Tensor, Tensor] | None = None  # the G step's renders, for the D step
 
     # ------------------------------------------------------------------ the step
@@ -84,13 +85,10 @@ class CaeEngine:
         stats = self._generator_step(x, c, adv)
         if adv > 0:
             stats.update(self._discriminator_step(x, c, step))
-        update_ema(self.G_ema, self.G, self._ema_beta())
-        update_ema(self.E_ema, self.E, self._ema_beta())
+        update_ema(self.G_ema, self.G, self.ema_beta)
+        update_ema(self.E_ema, self.E, self.ema_beta)
         stats["adv_scale"] = torch.tensor(adv)
         return stats
-
-    def _ema_beta(self) -> float:
-        return 0.5 ** (self.cfg.batch / (self.cfg.ema_kimg * 1000.0))
 
     def _generator_step(self, x: Tensor, c: Tensor, adv: float) -> Stats:
         cfg, B = self.cfg, x.shape[0]

@@ -38,7 +38,7 @@ from gan.data import RealStream, to_model_images
 from gan.io import G_NAME, META_NAME
 from gan.resume import GanProgress
 from gan.runloop import kimg_bar, run_kimg_loop
-from gan.snapshot import SAMPLES_NAME, save_png_atomic
+from gan.snapshot import SAMPLES_NAME, save_png_atomic, tile_grid
 from reid_core.checkpoint import load_state, save_state
 from reid_core.errors import CheckpointError, TrainingError, WorkspaceError
 from reid_core.train.runlog import JsonlLog, write_json_atomic
@@ -181,8 +181,6 @@ class _Session:
     @torch.no_grad()
     def render_grid(self) -> np.ndarray:
         """uint8 grid: per row real | reconstruction | swap to the next two rows' identities | prior sample."""
-        from gan.snapshot import _tile
-
         reals, c = self.grid
         G, E = self.engine.G_ema, self.engine.E_ema
         mu, _ = E(reals)
@@ -192,7 +190,7 @@ class _Session:
         prior = torch.randn(k, mu.shape[1], generator=gen).to(self.device)
         cols = [reals, G(mu, c, noise_mode="const"), G(mu, c[nxt], noise_mode="const"),
                 G(mu, c[nxt2], noise_mode="const"), G(prior, c, noise_mode="const")]
-        return _tile(torch.stack(cols, dim=1))
+        return tile_grid(torch.stack(cols, dim=1))
 
     # ---------------------------------------------------------------- the loop
     @property
