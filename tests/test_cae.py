@@ -33,7 +33,7 @@ TINY_ARCH = CaeArch(n_dim=4, w_dim=32, g_channel_base=256, g_channel_max=32, e_c
 
 def tiny(**overrides) -> CaeTrainConfig:
     base = dict(res=16, batch=8, kimg=0.048, tick_kimg=0.016, snapshot_kimg=0.024, adv_start_kimg=0.016,
-                adv_ramp_kimg=0.0, r1_interval=2, ema_kimg=0.01, grid_rows=3, device="cpu", arch=TINY_ARCH)
+                adv_ramp_kimg=0.0, feat_start_kimg=0.008, feat_ramp_kimg=0.016, r1_interval=2, ema_kimg=0.01, grid_rows=3, device="cpu", arch=TINY_ARCH)
     base.update(overrides)
     return CaeTrainConfig(**base)
 
@@ -69,6 +69,24 @@ def test_adversarial_weight_ramps_in():
     assert cfg.adv_scale(15.0) == pytest.approx(0.05)
     assert cfg.adv_scale(25.0) == pytest.approx(0.1)
     assert tiny(adv_weight=0.0).adv_scale(100.0) == 0.0
+    feat = tiny(feat_weight=2.0, feat_start_kimg=86.0, feat_ramp_kimg=4.0)
+    assert feat.feat_scale(85.9) == 0.0 and feat.feat_scale(88.0) == pytest.approx(1.0)
+    assert feat.feat_scale(200.0) == pytest.approx(2.0)
+
+
+def test_feature_loss_is_zero_on_equal_images_and_only_moves_the_render():
+    from gan.cae.losses import embedder_features, feature_loss
+
+    torch.manual_seed(0)
+    emb = Embedder(backbone="resnet10t", embedding_dim=8, image_size=32).eval().requires_grad_(False)
+    target = torch.rand(3, 1, 16, 16) * 2 - 1
+    assert len(embedder_features(emb, target)) == 3
+    assert feature_loss(emb, target.clone(), target).item() == pytest.approx(0.0, abs=1e-6)
+    x = (target + 0.5 * torch.randn_like(target)).clamp(-1, 1).requires_grad_(True)
+    t = target.clone().requires_grad_(True)
+    loss = feature_loss(emb, x, t)
+    loss.backward()
+    assert loss.item() > 1e-3 and x.grad.abs().sum() > 0 and t.grad is None
 
 
 # --------------------------------------------------------------------------- pairs
@@ -137,7 +155,7 @@ def toy_films(n_patients: int, per_patient: int, seed: int = 0):
 def test_the_objective_learns_identity_swap_on_a_toy():
     torch.manual_seed(0)
     x, c, bright, patient = toy_films(8, 6)
-    cfg = tiny(batch=16, lr=0.005, c_noise=0.0, adv_weight=0.0, id_fraction=0.5, id_weight=1.0,
+    cfg = tiny(batch=16, lr=0.005, c_noise=0.0, adv_weight=0.0, feat_weight=0.0, id_fraction=0.5, id_weight=1.0,
                arch=TINY_ARCH.with_overrides(["mapping_lr_multiplier=1.0"]))
     engine = CaeEngine(cfg.arch.gan_config(16, 2), EncoderConfig(16, 4, 128, 32), cfg, CentroidEmbedder(),
                        torch.device("cpu"))
@@ -204,6 +222,27 @@ def test_training_writes_the_pair_and_resumes_exactly(cae_ws, tmp_path):
             assert torch.equal(a[k], b[k]), k
     with pytest.raises(TrainingError, match="different config"):
         train_cae(other, tiny(kimg=0.096, lr=0.001), progress=False)
+    assert any("loss/feat" in r for r in read_jsonl(other.gan_dir / "train_log.jsonl"))
+
+
+def test_a_state_from_before_an_option_existed_resumes_with_its_default(cae_ws):
+    from reid_core.checkpoint import load_state, save_state
+
+    cfg = tiny(kimg=0.032, feat_start_kimg=1.0)
+    train_cae(cae_ws, cfg, progress=False, stop_after_kimg=0.016)
+    folder = cae_ws.gan_dir / "resume"
+    state = load_state(folder, "state")
+    for key in ("feat_weight", "feat_start_kimg", "feat_ramp_kimg"):
+        state["config"].pop(key)
+    save_state(folder, "state", state)
+    with pytest.raises(TrainingError, match="feat_start_kimg"):  # the old run's default (86) is not 1.0
+        train_cae(cae_ws, cfg, progress=False)
+    old_defaults = dict(feat_start_kimg=86.0, feat_ramp_kimg=4.0)
+    assert train_cae(cae_ws, tiny(kimg=0.032, **old_defaults), progress=False).resumed_from == 2
+    state["config"]["no_such_option"] = 1
+    save_state(folder, "state", state)
+    with pytest.raises(TrainingError, match="does not know"):
+        train_cae(cae_ws, tiny(kimg=0.048, **old_defaults), progress=False)
 
 
 def test_checkpoint_defects_are_checkpoint_errors(cae_ws):

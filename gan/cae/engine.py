@@ -10,7 +10,9 @@ films in [-1, 1] and ``c`` their (frozen, precomputed) identity embeddings:
    row's own ``c`` or, with probability ``cross_prob``, its partner film's
    (same patient, other study): identity must come through ``c``, since the
    partner's ``c`` carries none of this film's acquisition.
-   ``L_rec = l1·|x̂ − x| + ssim·(1 − SSIM)``.
+   ``L_rec = l1·|x̂ − x| + ssim·(1 − SSIM) + feat·L_feat(x̂, x)`` with ``L_feat``
+   the distance in the frozen embedder's stage features (ramped in,
+   :meth:`CaeTrainConfig.feat_scale`).
 3. **Identity cycle** on the first ``n_swap`` rows: ``x̃ = G(n_i, c_k)`` with
    ``k`` a film of the next patient; ``L_id = 1 − cos(embedder(jitter(x̃)), c_k)``
    through the frozen embedder, and ``L_ncyc = mean (mu(E(x̃)) − mu_i)²`` keeps the
@@ -36,7 +38,7 @@ from torch import Tensor
 
 from gan.cae.config import CaeTrainConfig
 from gan.cae.encoder import EncoderConfig, NuisanceEncoder, kl_to_prior, sample_n
-from gan.cae.losses import identity_loss, ms_ssim_loss, noisy_condition
+from gan.cae.losses import feature_loss, identity_loss, ms_ssim_loss, noisy_condition
 from gan.config import GanConfig, build_discriminator, build_generator
 from gan.loss import frozen, update_ema
 
@@ -82,7 +84,8 @@ class CaeEngine:
     def step(self, x: Tensor, c: Tensor, step: int, cur_nimg: int) -> Stats:
         """One optimisation round on a pair-ordered batch ``x`` (B, 1, R, R) in [-1, 1] with conditions ``c``."""
         adv = self.cfg.adv_scale(cur_nimg / 1000.0)
-        stats = self._generator_step(x, c, adv)
+        feat = self.cfg.feat_scale(cur_nimg / 1000.0)
+        stats = self._generator_step(x, c, adv, feat)
         if adv > 0:
             stats.update(self._discriminator_step(x, c, step))
         update_ema(self.G_ema, self.G, self.ema_beta)
@@ -90,7 +93,7 @@ class CaeEngine:
         stats["adv_scale"] = torch.tensor(adv)
         return stats
 
-    def _generator_step(self, x: Tensor, c: Tensor, adv: float) -> Stats:
+    def _generator_step(self, x: Tensor, c: Tensor, adv: float, feat: float) -> Stats:
         cfg, B = self.cfg, x.shape[0]
         dev = self.device
         mu, logvar = self.E(x)
@@ -104,6 +107,10 @@ class CaeEngine:
         kl = kl_to_prior(mu, logvar)
         loss = cfg.l1_weight * l1 + cfg.ssim_weight * ssim_l + cfg.kl_weight * kl
         stats: Stats = {"loss/l1": l1.detach(), "loss/ssim": ssim_l.detach(), "loss/kl": kl.detach()}
+        if feat > 0:
+            feat_l = feature_loss(self.embedder, x_rec, x)
+            loss = loss + feat * feat_l
+            stats["loss/feat"] = feat_l.detach()
         fakes, fake_c = [x_rec], [c_rec]
         k = cfg.n_swap
         if k > 0:

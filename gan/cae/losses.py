@@ -10,6 +10,10 @@
   frozen embedder with pixel patterns that only it responds to.
 * :func:`identity_loss` — ``1 − cos(embedder(jitter(x)), c)`` with the
   embedder frozen (gradients flow to ``x`` only).
+* :func:`feature_loss` — a perceptual reconstruction loss in the frozen
+  embedder's own feature space (the issue's "features of the frozen embedder's
+  intermediate layers"; no VGG weights can be downloaded): squared distances of
+  channel-normalised backbone stages, as LPIPS does without its learned weights.
 """
 from __future__ import annotations
 
@@ -87,6 +91,25 @@ def identity_loss(embedder: "Embedder", images: Tensor, c: Tensor, augment: bool
         x = jitter(x)
     e = embedder(x.clamp(-0.5, 1.5))
     return (1.0 - F.cosine_similarity(e.float(), c.float(), dim=1)).mean()
+
+
+def _embedder_input(embedder: "Embedder", images: Tensor) -> Tensor:
+    return resize(images * 0.5 + 0.5, int(embedder.config.image_size))
+
+
+def embedder_features(embedder: "Embedder", images: Tensor, stages: int = 3) -> list[Tensor]:
+    """The first ``stages`` backbone stage outputs of ``images`` (N, 1, R, R) in [-1, 1], unit-normalised per position."""
+    feats = embedder.backbone.forward_intermediates(_embedder_input(embedder, images), indices=stages,
+                                                    intermediates_only=True)
+    return [f / f.norm(dim=1, keepdim=True).clamp_min(1e-6) for f in feats[:stages]]
+
+
+def feature_loss(embedder: "Embedder", x: Tensor, target: Tensor, stages: int = 3) -> Tensor:
+    """Mean over stages of the per-position squared distance of :func:`embedder_features` (target detached)."""
+    with torch.no_grad():
+        want = embedder_features(embedder, target, stages)
+    got = embedder_features(embedder, x, stages)
+    return torch.stack([(g - w).square().sum(dim=1).mean() for g, w in zip(got, want)]).mean()
 
 
 def noisy_condition(c: Tensor, sigma: float) -> Tensor:

@@ -118,7 +118,13 @@ class _Session:
         if state.get("version") != STATE_VERSION or state.get("objective") != "autoencoder":
             raise TrainingError(f"{folder} does not hold an autoencoder run of this version; "
                                 "start over with --no-resume")
-        check_resumable(state["config"], self.cfg.to_dict(), folder, resumable=RESUMABLE_CHANGES,
+        # options added since the state was written take their defaults, which keep earlier trajectories
+        # (e.g. feat_start_kimg: a loss switched on later than any state that lacks it)
+        try:
+            saved = CaeTrainConfig.from_dict(state["config"]).to_dict()
+        except ValueError as exc:
+            raise TrainingError(f"{folder} holds options this version does not know: {exc}") from None
+        check_resumable(saved, self.cfg.to_dict(), folder, resumable=RESUMABLE_CHANGES,
                         what="autoencoder run")
         return state
 
