@@ -78,7 +78,7 @@ def autoencoder_vs_inversion(repeats: int = 5, inversion_steps: int = 100) -> di
     from gan.cae.encoder import EncoderConfig, NuisanceEncoder
     from gan.invert import invert
     from reid_core.model import Embedder
-    from reid_core.ui.counterfactuals import encode_image
+    from gan.views import encode_image
 
     arch = CaeArch()
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from pages._gan import (base_image, encode_film, encode_upload, encoder, gan, gr
                         renderer)
 from pages._shared import aligned_embeddings, current_workspace, require, thumbnail
 from reid_core.errors import CxrReidError
-from reid_core.ui import counterfactuals as cf
+from gan import views as cf
 from reid_core.ui.tables import caption
 from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES
 from reid_core.ui.workspaces import PAGE_NEEDS

@@ -1,4 +1,4 @@
-"""Cached GAN resources of the counterfactual page (the work is in :mod:`reid_core.ui.counterfactuals`).
+"""Cached GAN resources of the counterfactual page (the work is in :mod:`gan.views`).
 
 The generator + identity PCA and each (seed, ψ) renderer are ``st.cache_resource``
 (one per process, shared by sessions); inversions of uploads, grids and the PC
@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import aligned_embeddings, embedder, manifest
-from reid_core.ui import counterfactuals as cf
+from gan import views as cf
 from reid_core.ui.upload import MAX_UPLOAD_MB, load_uploaded_image
 from reid_core.ui.workspaces import file_key
 from reid_core.workspace import Workspace

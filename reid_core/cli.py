@@ -1,18 +1,20 @@
 """The ``cxr-reid`` command line: build a workspace step by step.
 
 Each subcommand is resumable and skips work already done; ``--help`` on any of
-them shows an example.
+them shows an example. Packages above ``reid_core`` add their own subcommands
+through the ``cxr_reid.commands`` entry-point group (``gan`` adds the generator's):
+this module never imports them.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 
 from reid_core.demo import DEMO_PATIENTS, DEMO_SEED
 from reid_core.errors import CxrReidError
@@ -20,8 +22,6 @@ from reid_core.hard_pairs import PAIR_KINDS
 from reid_core.holdout import IMAGES_CHOICES
 from reid_core.prepare import DATASETS
 from reid_core.train.cli import add_train_arguments, run_train_command
-from gan.cae import cli as cae_cli
-from gan.cli import add_train_gan_arguments, run_train_gan_command
 
 DEMO_WORKSPACE = Path("workspaces/demo")
 
@@ -106,34 +106,6 @@ def _cmd_ship(args: argparse.Namespace) -> int:
     result = ship_embedder(args.workspace, args.out, notes=args.notes or "")
     print(f"wrote {result.out} ({result.dtype}; fp16 max |Δembedding| {result.fp16_max_abs_diff:.1e}, "
           f"test P@1 {result.p_at_1_fp32:.3f} → {result.p_at_1_stored:.3f}) with MODEL_CARD.md")
-    return 0
-
-
-def _cmd_gan_evaluate(args: argparse.Namespace) -> int:
-    from gan.io import load_generator
-    from gan.metrics import evaluate_gan, write_metrics
-    from reid_core.checkpoint import load_embedder
-    from reid_core.data.manifest import load_manifest
-    from reid_core.data.store import ImageStore
-    from reid_core.embed import EmbeddingTable
-    from reid_core.workspace import Workspace
-
-    ws = Workspace(args.workspace)
-    G = load_generator(ws.gan_dir)
-    embedder = load_embedder(ws.embedder_dir)
-    manifest = load_manifest(ws.manifest_path)
-    table = EmbeddingTable.load(ws.embeddings_path)
-    emb = table.embeddings[table.rows_for(manifest["image_id"])]
-    store = ImageStore(ws.images_path(ws.default_image_size()), manifest)
-    rows = manifest["cache_row"].to_numpy()
-    # the memory-mapped store itself when manifest rows are store rows (only sampled rows get read)
-    images = store.array if np.array_equal(rows, np.arange(len(store))) else store.array[rows]
-    metrics = evaluate_gan(G, embedder, images, emb, manifest["patient_id"].to_numpy(), n=args.n, seed=args.seed,
-                           psi=args.psi, max_real=args.max_real)
-    path = write_metrics(ws.gan_dir, metrics)
-    for key in ("top1_image", "top1_centroid", "chance_top1", "mean_distance", "frechet_distance"):
-        print(f"{key:<18} {metrics.get(key)}")
-    print(f"wrote {path}")
     return 0
 
 
@@ -268,13 +240,6 @@ EXAMPLES = {
     "status": "example: cxr-reid status --workspace ws/nih",
     "demo": "example: cxr-reid demo   (builds workspaces/demo from the phantom, then serves the app)",
     "train": "example: cxr-reid train --workspace ws/phantom --set epochs=20 --set model.embedding_dim=64",
-    "train-gan": "example: cxr-reid train-gan --workspace ws/phantom --res 128 --kimg 2000",
-    "gan-evaluate": "example: cxr-reid gan-evaluate --workspace ws/phantom --n 2000",
-    "train-cae": cae_cli.TRAIN_CAE_EXAMPLE,
-    "cae-evaluate": "example: cxr-reid cae-evaluate --workspace ws/phantom1500 --judge checkpoints/judge",
-    "ship-gan": "example: cxr-reid ship-gan --workspace workspaces/phantom1500 --out checkpoints/gan",
-    "counterfactuals": ("example: cxr-reid counterfactuals --workspace workspaces/demo --images P00004_s00 "
-                        "--swap-with P00069_s01 --out figures/"),
     "embed": "example: cxr-reid embed --workspace ws/phantom --batch-size 128",
     "evaluate": ("examples:\n  cxr-reid evaluate --workspace ws/phantom --out ws/phantom/report.json\n"
                  "  cxr-reid evaluate --workspace ws/phantom --dims 4,8,16,32,64,128 --set epochs=20"),
@@ -306,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_, epilog=EXAMPLES[name],
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str,
+            example: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, epilog=example or EXAMPLES.get(name),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(func=func)
         return p
@@ -361,30 +327,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("train", _cmd_train, "Train the identity embedder on the workspace (resumable).")
     add_train_arguments(p)
 
-    p = add("train-gan", _cmd_train_gan, "Train the identity-conditioned StyleGAN2-ADA on the workspace (resumable).")
-    add_train_gan_arguments(p)
-
-    p = add("gan-evaluate", _cmd_gan_evaluate,
-            "Identity preservation and embedder-space Fréchet distance of the trained GAN (gan/metrics.json).")
-    p.add_argument("--workspace", required=True, type=Path)
-    p.add_argument("--n", type=int, default=1000, help="generated images (default 1000)")
-    p.add_argument("--psi", type=float, default=1.0, help="truncation (default 1: none)")
-    p.add_argument("--max-real", type=int, default=5000, help="real images for the Fréchet statistics")
-    p.add_argument("--seed", type=int, default=0)
-
-    cae_cli.add_train_cae_arguments(add(
-        "train-cae", lambda a: cae_cli.run_train_cae_command(a),
-        "Train the counterfactual generator as a conditional autoencoder (CPU-friendly; resumable)."))
-    cae_cli.add_cae_evaluate_arguments(add(
-        "cae-evaluate", lambda a: cae_cli.run_cae_evaluate_command(a),
-        "Judge the autoencoder-trained generator on held-out patients with two recognisers (gan/metrics.json)."))
-    cae_cli.add_ship_gan_arguments(add(
-        "ship-gan", lambda a: cae_cli.run_ship_gan_command(a),
-        "Export a judged autoencoder generator with its encoder and a model card (checkpoints/gan)."))
-    cae_cli.add_counterfactuals_arguments(add(
-        "counterfactuals", lambda a: cae_cli.run_counterfactuals_command(a),
-        "Write PC x alpha grids, |delta| maps, GIF sweeps and identity swaps of workspace images as PNG/GIF."))
-
     p = add("embed", _cmd_embed, "Embed every workspace image (embeddings.npz + index.faiss).")
     p.add_argument("--workspace", required=True, type=Path)
     p.add_argument("--batch-size", type=int, default=64)
@@ -422,15 +364,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("audit", _cmd_audit, "Flag images whose embedding contradicts their patient ID, and duplicate IDs.")
     p.add_argument("--workspace", required=True, type=Path)
+    for register in plugin_commands():
+        register(add)
     return parser
+
+
+PLUGIN_GROUP = "cxr_reid.commands"
+
+
+def plugin_commands() -> list[Callable[..., None]]:
+    """The ``register(add)`` functions of installed packages that add subcommands (entry points of
+    :data:`PLUGIN_GROUP`); one that fails to import is skipped with a warning naming it."""
+    registers = []
+    for ep in sorted(importlib.metadata.entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            registers.append(ep.load())
+        except ImportError as exc:
+            log.warning("cxr-reid: the %r commands (%s) are unavailable: %s", ep.name, ep.value, exc)
+    return registers
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     return run_train_command(args)
-
-
-def _cmd_train_gan(args: argparse.Namespace) -> int:
-    return run_train_gan_command(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

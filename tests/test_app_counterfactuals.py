@@ -1,4 +1,4 @@
-"""The counterfactual page (AppTest) and its Streamlit-free library :mod:`reid_core.ui.counterfactuals`.
+"""The counterfactual page (AppTest) and its Streamlit-free library :mod:`gan.views`.
 
 The workspace is a small phantom (8 patients at 32 px), embedded by an untrained 8-d resnet10t and given an
 untrained ``tiny`` generator saved through the writer ``cxr-reid train-gan`` uses: no training, so the
@@ -24,7 +24,7 @@ from reid_core.checkpoint import save_embedder
 from reid_core.embed import EmbeddingTable, embed_workspace
 from reid_core.model import Embedder
 from reid_core.prepare import prepare_workspace
-from reid_core.ui import counterfactuals as cf
+from gan import views as cf
 from reid_core.workspace import Workspace
 
 pytest.importorskip("streamlit.testing.v1")
@@ -177,7 +177,7 @@ def test_a_generator_for_other_embeddings_is_refused_with_the_command(workspaces
     assert "4-d embeddings" in err and f"cxr-reid train-gan --workspace {ws.root}" in err
 
 
-# ============================================================================ reid_core.ui.counterfactuals
+# ============================================================================ gan.views
 def test_library_view_grid_gif_and_factors(workspaces):
     ws = workspaces["gan"]
     G, pca = cf.open_generator_and_pca(ws)

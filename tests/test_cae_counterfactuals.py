@@ -24,7 +24,7 @@ from reid_core.data.manifest import load_manifest
 from reid_core.embed import EmbeddingTable, embed_workspace
 from reid_core.model import Embedder
 from reid_core.prepare import prepare_workspace
-from reid_core.ui import counterfactuals as cf
+from gan import views as cf
 from reid_core.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -78,7 +78,7 @@ def evaluate_workspace_generator(workspace: Path, judge_dir: Path, n_patients: i
     from reid_core.checkpoint import load_embedder, read_checkpoint_meta
     from reid_core.data.manifest import load_manifest
     from reid_core.embed import EmbeddingTable
-    from reid_core.ui.counterfactuals import workspace_factors
+    from gan.views import workspace_factors
     from reid_core.workspace import Workspace
 
     t0 = time.perf_counter()

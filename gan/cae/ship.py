@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reid_core.errors import WorkspaceError
-from reid_core.ui.counterfactuals import IDENTITY_ROWS
+from gan.views import IDENTITY_ROWS
 
 FILES = ("G_ema.safetensors", "E_ema.safetensors", "train_log.jsonl", "metrics.json", "config.json", "encoder.json")
 

@@ -7,7 +7,8 @@
 * :mod:`reid_core.ui.upload` — checking and decoding uploaded query files.
 * :mod:`reid_core.ui.overlay` — heat maps (saliency, |Δ|) laid over radiographs.
 * :mod:`reid_core.ui.verification` — the test ROC of report.json and a threshold's operating point.
-* :mod:`reid_core.ui.counterfactuals` — the GAN page: renderers, slider views, grids, GIFs, PC meanings.
 
-The pages in ``pages/`` build widgets and call these; nothing here imports streamlit.
+The pages in ``pages/`` build widgets and call these; nothing here imports streamlit. The
+counterfactual page's library is :mod:`gan.views` (it needs the generator, and ``reid_core``
+never imports ``gan``).
 """
