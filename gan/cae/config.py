@@ -72,7 +72,7 @@ class CaeTrainConfig(TypedConfig):
     # perceptual reconstruction in the embedder's feature space, ramped in like the adversarial term.
     # The default start is where the shipped run turned it on (after 86 kimg of pixel losses only:
     # reconstructions had lost the ribs, and the judge with them), so a fresh run retraces it.
-    feat_weight: float = 1.0
+    feat_weight: float = 3.0
     feat_start_kimg: float = 86.0
     feat_ramp_kimg: float = 4.0
     # adversarial term (0 weight: off)
