@@ -92,7 +92,7 @@ gan() {
   [[ -n "${GAN_SLICE_KIMG:-}" ]] && slice=(--stop-after-kimg "$GAN_SLICE_KIMG")
   OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} $CLI train-cae --workspace "$WS" --kimg "${CAE_KIMG:-300}" --quiet "${slice[@]}"
   $CLI cae-evaluate --workspace "$WS" --judge checkpoints/judge
-  $CLI ship-gan --workspace "$WS" --out checkpoints/gan
+  $CLI ship-gan --workspace "$WS" --out checkpoints/gan --notes-file training/gan_card_notes.md
 }
 
 gan_adversarial() {

@@ -224,6 +224,7 @@ def test_ship_writes_a_verified_pair_with_a_card_and_the_demo_installs_it(ws, tm
     card = (out / "MODEL_CARD.md").read_text()
     assert "| identity swap: recognised as the new identity | ≥ 0.90 | 0.930 | 0.910 |" in card
     assert "| 1 | 20.0 | id_ctr | 0.4 | id_ctr | 0.3 | yes |" in card and "pilot: see BENCHMARKS.md" in card
+    assert "stage-feature distance" in card  # the objective names every loss it was trained with
     target = tmp_path / "demo_gan"
     assert _install_generator(out, target) is True
     assert _install_generator(out, target) is False  # up to date: nothing copied

@@ -42,7 +42,9 @@ def model_card(meta: dict[str, Any], metrics: dict[str, Any], notes: str = "") -
         "`encoder.json` (SHA-256 checked on load; the encoder's record names the generator it belongs to).",
         "",
         "## Training",
-        f"Objective: reconstruction (L1 {train.get('l1_weight')} + SSIM {train.get('ssim_weight')}), "
+        f"Objective: reconstruction (L1 {train.get('l1_weight')} + SSIM {train.get('ssim_weight')}"
+        + (f" + the frozen embedder's stage-feature distance {train.get('feat_weight')}, ramped in from "
+           f"{train.get('feat_start_kimg')} kimg" if train.get("feat_weight") else "") + "), "
         f"same-patient cross-reconstruction (p {train.get('cross_prob')}), identity cycle through the frozen "
         f"embedder on {train.get('id_fraction')} of each batch (weight {train.get('id_weight')}, augmented renders), "
         f"nuisance cycle ({train.get('n_cycle_weight')}), KL prior on n ({train.get('kl_weight')}), conditioning "
