@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages._shared import current_workspace, manifest, require
+from reid_core.errors import CxrReidError
 from reid_core.ui.figures import bar_figure
 from reid_core.ui.explain import evaluated_all_unseen, evaluation_sentence, headline_texts, split_chart
 from reid_core.ui.tables import dataset_summary, load_report
@@ -16,7 +17,7 @@ st.title("Overview")
 def _report_or_none() -> dict | None:
     try:
         return load_report(ws.report_path) if ws.report_path.exists() else None
-    except (OSError, ValueError):
+    except CxrReidError:
         return None
 
 

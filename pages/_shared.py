@@ -62,6 +62,18 @@ def require(ws: Workspace, names: tuple[str, ...], what: str) -> bool:
     return False
 
 
+def show_failure(ws_root: str, exc: CxrReidError) -> None:
+    """What a page shows, instead of a traceback, when the workspace cannot give it what it needs.
+
+    The typed error names the artefact and usually the command that rebuilds it; the page
+    above it stays as far as it got, and the sidebar still works.
+    """
+    st.error(f"This page stopped: {exc}")
+    st.caption(f"A workspace artefact is damaged or does not fit the others. Rebuild it with the command the "
+               f"message names (the Overview page lists every artefact of `{ws_root}` and what writes it), "
+               "or pick another workspace in the sidebar.")
+
+
 # ---------------------------------------------------------------------------- cached tables
 @st.cache_data(show_spinner=False, max_entries=8)
 def _manifest(path: str, mtime_ns: int) -> pd.DataFrame:
@@ -125,7 +137,7 @@ def report(ws: Workspace) -> dict | None:
         return None
     try:
         return _report(*file_key(ws.report_path))
-    except (OSError, ValueError):
+    except CxrReidError:
         return None
 
 

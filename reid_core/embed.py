@@ -59,11 +59,16 @@ class EmbeddingTable:
 
     @classmethod
     def load(cls, path: str | Path) -> "EmbeddingTable":
+        """Read ``embeddings.npz`` (no pickle); missing or corrupt files raise :class:`WorkspaceError`."""
         path = Path(path)
         if not path.exists():
             raise WorkspaceError(f"no embeddings at {path}; run `cxr-reid embed`")
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["embeddings"], z["image_ids"])
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(z["embeddings"], z["image_ids"])
+        except Exception as exc:  # noqa: BLE001 - zipfile, numpy and our own shape check raise many types
+            raise WorkspaceError(f"{path}: not a readable embeddings table ({type(exc).__name__}); re-run "
+                                 "`cxr-reid embed --force`") from None
 
     def rows_for(self, image_ids: pd.Series | list[str]) -> np.ndarray:
         """Row of each id (KeyError naming the first unknown id)."""

@@ -70,6 +70,7 @@ import numpy as np
 
 from reid_core._compat.faiss_tuning import prefer_blas_for, threads_for
 from reid_core.errors import CxrReidError, WorkspaceError
+from reid_core.jsonfile import read_json_object
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 INDEX_FILE = "index.faiss"
@@ -363,16 +364,15 @@ class Index:
     def load(cls, path: str | Path) -> "Index":
         """Read an index written by :meth:`save` (directory or ``.faiss`` path)."""
         p = Path(path)
-        if p.suffix != ".faiss":
+        if p.suffix != ".faiss" or p.is_dir():
             p = p / INDEX_FILE
         sidecar = _sidecar(p)
         for f in (p, sidecar):
             if not f.is_file():
                 raise WorkspaceError(f"{f}: index file not found")
-        try:
-            meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise WorkspaceError(f"{sidecar}: not valid JSON ({exc})") from exc
+        meta = read_json_object(sidecar)
+        if not isinstance(meta.get("image_ids") or [], list):
+            raise WorkspaceError(f"{sidecar}: image_ids is not a list")
         if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
             raise WorkspaceError(f"{sidecar}: not a {_FORMAT} v{_VERSION} sidecar")
         ids = [str(i) for i in meta.get("image_ids") or []]

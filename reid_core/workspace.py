@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reid_core.errors import WorkspaceError
+from reid_core.jsonfile import read_json_object
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,7 @@ class Workspace:
                 f"{self.root} is not a cxr-reid workspace (no workspace.json); "
                 f"build one with `cxr-reid prepare --workspace {self.root} ...`"
             )
-        try:
-            return json.loads(self.info_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise WorkspaceError(f"{self.info_path} is not valid JSON: {exc}") from exc
+        return read_json_object(self.info_path)
 
     def image_sizes(self) -> list[int]:
         """Resolutions with a complete image store, smallest first."""
@@ -173,8 +171,8 @@ def _store_complete(npy: Path) -> bool:
     if not state.exists():
         return False
     try:
-        return bool(json.loads(state.read_text()).get("complete"))
-    except (OSError, json.JSONDecodeError):
+        return bool(read_json_object(state).get("complete"))
+    except WorkspaceError:
         return False
 
 

@@ -25,7 +25,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from reid_core.data.sources import ImageSource
-from reid_core.errors import INTERRUPTS, ImageLoadError
+from reid_core.errors import INTERRUPTS, ImageLoadError, WorkspaceError
+from reid_core.jsonfile import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ class _Store:
 
     def _read_state(self) -> dict:
         try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            return read_json_object(self.state_path)
+        except WorkspaceError:
             return {}
 
     def _write_state(self) -> None:

@@ -158,11 +158,26 @@ def save_manifest(df: pd.DataFrame, path: str | Path) -> None:
 
 
 def load_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a manifest written by :func:`save_manifest` and re-check its schema."""
+    """Read a manifest written by :func:`save_manifest` and re-check its schema.
+
+    A missing, unreadable or corrupt file (not Parquet, truncated, wrong column
+    types) raises :class:`ManifestError`.
+    """
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"no manifest at {path}")
-    return finalize_manifest(pd.read_parquet(path))
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ValueError, ... on bad files
+        raise ManifestError(f"{path}: not a readable manifest ({type(exc).__name__}); rebuild it with "
+                            "`cxr-reid prepare`") from None
+    try:
+        return finalize_manifest(df)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ManifestError(f"{path}: columns of the wrong type ({type(exc).__name__}); rebuild it with "
+                            "`cxr-reid prepare`") from None
 
 
 def problems_table(rows: list[dict] | None = None) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from reid_core.data.manifest import NO_FINDING
+from reid_core.jsonfile import read_json_object
 
 DISPLAY_COLUMNS: tuple[str, ...] = ("image_id", "patient_id", "study_order", "study_date", "view", "sex", "age",
                                     "findings", "dataset", "split")
@@ -162,7 +163,8 @@ def longitudinal_patients(manifest: pd.DataFrame, drift: pd.DataFrame) -> list[s
 
 # ---------------------------------------------------------------------------- report.json
 def load_report(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """``report.json`` as a dict; a missing or corrupt file raises :class:`WorkspaceError`."""
+    return read_json_object(path)
 
 
 def _num(value: Any) -> float:
