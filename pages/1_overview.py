@@ -43,8 +43,11 @@ if require(ws, PAGE_NEEDS["overview"], "The dataset summary"):
     c[2].metric("images / patient", f"{s.n_images / max(s.n_patients, 1):.2f}")
     c[3].metric("datasets", ", ".join(s.datasets.index) or "—")
     c[4].metric("median age", "—" if s.age_median is None else f"{s.age_median:.0f}")
-    if s.first_date is not None:
-        st.caption(f"studies from {s.first_date:%Y-%m-%d} to {s.last_date:%Y-%m-%d}")
+    if s.follow_up_days is not None:
+        st.caption(f"dates are days from each patient's first study; the longest follow-up is "
+                   f"{s.follow_up_days} days"
+                   + (f" (calendar dates {m['calendar_date'].min()} to {m['calendar_date'].max()}, shown because "
+                      "the workspace was prepared with --real-dates)" if "calendar_date" in m else ""))
     left, right = st.columns(2)
     left.plotly_chart(bar_figure(s.studies_per_patient, "images per patient", y_title="patients"),
                       width="stretch", key="overview_spp")

@@ -75,7 +75,9 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
 
     For a DICOM folder, patient and image ids become keyed pseudonyms and study
     dates become relative to each patient's first study (:mod:`reid_core.pseudonyms`);
-    ``real_dates`` keeps the dates, ``keep_mapping`` writes the mapping back.
+    ``real_dates`` keeps the dates, ``keep_mapping`` writes the mapping back. Only
+    with ``real_dates`` does the workspace show calendar dates (``calendar_dates`` in
+    ``workspace.json``); otherwise the app and CLI show days from the first study.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     if dataset not in DATASETS:
@@ -92,7 +94,7 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
     else:
         source = FileSource(str(Path(root).resolve()))
         root_str = str(Path(root).resolve())
-    ws.create(dataset=dataset, root=root_str, frontal_only=frontal_only,
+    ws.create(dataset=dataset, root=root_str, frontal_only=frontal_only, calendar_dates=bool(real_dates),
               options={k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))})
     if dataset in PSEUDONYMISED:
         manifest = pseudonymise(manifest, ws.root, keep_dates=real_dates, keep_mapping=keep_mapping)

@@ -256,7 +256,8 @@ def test_retrieval_gallery_marks_the_true_patient(trained):
     at = open_page(trained, "retrieval")
     table = table_with(at, "rank", "distance")
     assert len(table) == at.slider(key="search_k").value == 10
-    assert {"distance", "p_same", "patient_id", "study_date", "age", "sex", "findings", "true_patient"} <= set(table)
+    assert {"distance", "p_same", "patient_id", "study_day", "age", "sex", "findings", "true_patient"} <= set(table)
+    assert "study_date" not in table and "calendar_date" not in table  # days, not calendar dates
     assert np.all(np.diff(table["distance"].to_numpy()) >= -1e-6)
     assert "of 3 other films of this patient found in the top 10" in texts(at, "markdown")  # 4 films each
     at.slider(key="search_k").set_value(4).run()
