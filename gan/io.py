@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ import torch.nn.functional as F
 
 from gan.config import GanConfig, build_generator
 from gan.networks import Generator
+from reid_core import atomic
 from reid_core.checkpoint import load_checkpoint, read_checkpoint_meta, state_dict_mismatches
 from reid_core.errors import CheckpointError
 
@@ -112,18 +111,7 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to a hidden temp file in the same folder, fsync, then ``os.replace`` it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic.write_bytes_atomic(path, data)
 
 
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reid_core.atomic import remove_stale_temps
 from reid_core.errors import CheckpointError
 
 if TYPE_CHECKING:  # the Embedder (and timm) are imported lazily: this module stays light
@@ -89,6 +90,8 @@ def _fsync_dir(directory: Path) -> None:
 def _write_atomically(directory: Path, files: list[tuple[str, bytes]]) -> None:
     """Write every (filename, data) to a temp file, fsync, then os.replace them in order."""
     tmps: list[Path] = []
+    for filename, _ in files:  # what a writer killed mid-write left behind
+        remove_stale_temps(directory / filename)
     try:
         for filename, data in files:
             tmp = directory / f".{filename}.{secrets.token_hex(6)}.tmp"

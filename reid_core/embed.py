@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from reid_core.atomic import atomic_path
 from reid_core.data.manifest import load_manifest
 from reid_core.data.prefetch import thread_prefetch
 from reid_core.data.store import ImageStore
@@ -52,10 +53,8 @@ class EmbeddingTable:
 
     def save(self, path: str | Path) -> None:
         """Write ``embeddings.npz`` atomically (plain arrays; loading needs no pickle)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, embeddings=self.embeddings, image_ids=self.image_ids.astype("U"))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, embeddings=self.embeddings, image_ids=self.image_ids.astype("U"))
 
     @classmethod
     def load(cls, path: str | Path) -> "EmbeddingTable":

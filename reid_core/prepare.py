@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reid_core.atomic import atomic_path
 from reid_core.data.cache import DONE, prepare_images
 from reid_core.data.manifest import load_manifest, save_manifest
 from reid_core.data.sources import FileSource, ImageSource, PhantomSource
@@ -108,9 +109,8 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
     bad = pd.concat(
         [problems.assign(stage="index"), result.failures.assign(stage="decode")], ignore_index=True
     )[["path", "stage", "reason"]]
-    tmp = ws.bad_files_path.with_name(ws.bad_files_path.name + ".tmp")
-    bad.to_csv(tmp, index=False)
-    tmp.replace(ws.bad_files_path)
+    with atomic_path(ws.bad_files_path) as tmp:
+        bad.to_csv(tmp, index=False)
     if len(bad):
         log.warning("%d file(s) skipped; see %s", len(bad), ws.bad_files_path)
     return PrepareSummary(ws, size, len(usable), usable["patient_id"].nunique(), result.n_new,

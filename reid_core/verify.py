@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from reid_core.atomic import write_text_atomic
 from reid_core.bootstrap import as_rng, bootstrap_pair_metrics
 from reid_core.errors import WorkspaceError
 from reid_core.metrics import as_embedding_matrix, encode_labels
@@ -327,10 +328,7 @@ class PairVerifier:
         p = Path(path)
         if p.is_dir():
             p = p / VERIFIER_FILE
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(p)
-        return p
+        return write_text_atomic(p, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> "PairVerifier":

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reid_core.atomic import write_text_atomic
 from reid_core.errors import WorkspaceError
 from reid_core.jsonfile import read_json_object
 
@@ -95,9 +96,7 @@ class Workspace:
         self.root.mkdir(parents=True, exist_ok=True)
         current = self.info() if self.info_path.exists() else {}
         current.update(info)
-        tmp = self.info_path.with_name(self.info_path.name + ".tmp")
-        tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
-        tmp.replace(self.info_path)
+        write_text_atomic(self.info_path, json.dumps(current, indent=2, sort_keys=True, default=str))
 
     def info(self) -> dict[str, Any]:
         """The contents of ``workspace.json``; WorkspaceError if this is no workspace."""

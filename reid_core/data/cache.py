@@ -24,6 +24,7 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from reid_core.atomic import write_text_atomic
 from reid_core.data.sources import ImageSource
 from reid_core.errors import INTERRUPTS, ImageLoadError, WorkspaceError
 from reid_core.jsonfile import read_json_object
@@ -119,9 +120,7 @@ class _Store:
             return {}
 
     def _write_state(self) -> None:
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
-        tmp.replace(self.state_path)
+        write_text_atomic(self.state_path, json.dumps(self.state, indent=2, sort_keys=True), fsync=False)
 
     def write(self, indices: Sequence[int], images: np.ndarray, errors: list[tuple[int, str]], paths: Sequence[str]):
         idx = np.asarray(indices)

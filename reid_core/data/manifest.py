@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reid_core.atomic import atomic_path
 from reid_core.errors import ManifestError
 from reid_core.data.splits import SPLITS, assign_splits
 
@@ -150,11 +151,8 @@ def _derive_study_order(df: pd.DataFrame) -> pd.DataFrame:
 
 def save_manifest(df: pd.DataFrame, path: str | Path) -> None:
     """Write a manifest as parquet atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def load_manifest(path: str | Path) -> pd.DataFrame:
