@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MISSING_FILE = "missing file"
 DUPLICATE_ID = "duplicate image_id"
+OUTSIDE_ROOT = "outside the dataset root (absolute path or '..'); not opened"
 Problems = list[dict[str, str]]  # rows of the problems table ({"path", "reason"}), filled by _rows and build
 
 
@@ -88,6 +89,7 @@ class DatasetAdapter(ABC):
         rows = self._rows(root, problems, progress)
         rows = rows[[c for c in COLUMNS if c in rows.columns]].reset_index(drop=True)
         rows = self._drop_duplicates(rows, problems)
+        rows = self._drop_outside(rows, problems)
         if check_files:
             rows = self._drop_missing(root, rows, problems, progress)
         manifest = finalize_manifest(rows, dataset=self.dataset_name, frontal_only=frontal_only)
@@ -122,6 +124,21 @@ class DatasetAdapter(ABC):
             log.warning("dropped %d repeated row(s) and %d file(s) whose image_id is taken",
                         int((dup & ~other_file).sum()), int(other_file.sum()))
         return rows[~dup].reset_index(drop=True)
+
+    @staticmethod
+    def _drop_outside(rows: pd.DataFrame, problems: Problems) -> pd.DataFrame:
+        """Drop paths that leave the root lexically (absolute, or with a '..' part) before any file is touched.
+
+        Whether such a file exists is never checked, so ``bad_files.csv`` cannot be used to probe the
+        machine's other folders. (Symlinks inside the root are followed: datasets often link image
+        folders from another disk.)
+        """
+        paths = rows["path"].astype(str)
+        outside = np.array([os.path.isabs(p) or ".." in Path(p).parts or p.startswith("~") for p in paths], dtype=bool)
+        if outside.any():
+            problems.extend({"path": p, "reason": OUTSIDE_ROOT} for p in paths[outside])
+            log.warning("%d listed path(s) point outside the dataset root; skipped", int(outside.sum()))
+        return rows[~outside].reset_index(drop=True)
 
     @staticmethod
     def _drop_missing(root: Path, rows: pd.DataFrame, problems: Problems, progress: bool) -> pd.DataFrame:
