@@ -129,3 +129,18 @@ def test_corrupt_jpegs_land_in_bad_files_and_prepare_finishes(tmp_path):
     assert {Path(x).as_posix().split(f"{base.name}/")[-1] for x in decode_failures["path"]} == rel
     assert decode_failures["reason"].str.contains("corrupt JPEG").all()
     assert summary.n_images == len(frontal) - len(broken)
+
+
+def test_corrupt_baseline_jpeg_inside_a_dicom_is_rejected(tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("SC_rgb_jpeg_dcmtk.dcm", download=False)
+    if source is None:
+        pytest.skip("pydicom test file not installed")
+    assert load_image(source).ndim == 2  # sound
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(flipped_scan(Path(source).read_bytes(), at=0.5, n=16))
+    _ = pydicom.dcmread(bad).pixel_array  # the premise: pydicom's decoder returns pixels without complaint
+    with pytest.raises(ImageLoadError, match="corrupt JPEG"):
+        load_image(bad)
