@@ -51,7 +51,8 @@ class PrepareSummary:
 
 
 def build_manifest(dataset: str, root: str | Path | None, frontal_only: bool = True,
-                   check_files: bool = True, **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   check_files: bool = True, progress: bool = True,
+                   **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The manifest and the adapter's problems table (files listed but missing or unreadable)."""
     if dataset == "phantom":
         from reid_core.data.phantom import phantom_manifest
@@ -64,7 +65,7 @@ def build_manifest(dataset: str, root: str | Path | None, frontal_only: bool = T
     from reid_core.data.adapters import get_adapter
 
     adapter = get_adapter(dataset, **options)
-    result = adapter.build(Path(root), frontal_only=frontal_only, check_files=check_files, progress=True)
+    result = adapter.build(Path(root), frontal_only=frontal_only, check_files=check_files, progress=progress)
     return result.manifest, result.problems
 
 
@@ -83,7 +84,7 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    manifest, problems = build_manifest(dataset, root, frontal_only=frontal_only, **options)
+    manifest, problems = build_manifest(dataset, root, frontal_only=frontal_only, progress=progress, **options)
     if manifest.empty:
         raise DatasetError(
             f"dataset {dataset!r} at {root} gave no usable images"
