@@ -112,7 +112,11 @@ class DatasetAdapter(ABC):
     # ------------------------------------------------------------------ shared steps
     @staticmethod
     def _drop_duplicates(rows: pd.DataFrame, problems: Problems) -> pd.DataFrame:
-        """Keep the first row per image_id; a repeated row is only logged, another file with the same id is reported."""
+        """Keep the first row per image_id; another file with the same id is reported.
+
+        A file listed twice is kept once; when its rows disagree (other labels, view, patient...),
+        the warning says how many files that concerns and which columns, since the first row wins.
+        """
         if "image_id" not in rows.columns:
             return rows
         ids = rows["image_id"].astype(str)
@@ -123,6 +127,7 @@ class DatasetAdapter(ABC):
             problems.extend({"path": p, "reason": DUPLICATE_ID} for p in rows.loc[other_file, "path"].astype(str))
             log.warning("dropped %d repeated row(s) and %d file(s) whose image_id is taken",
                         int((dup & ~other_file).sum()), int(other_file.sum()))
+            _warn_conflicts(rows[~other_file], ids[~other_file])
         return rows[~dup].reset_index(drop=True)
 
     @staticmethod
@@ -153,6 +158,19 @@ class DatasetAdapter(ABC):
 
     def _missing_metadata(self, root: Path, expected: str) -> DatasetError:
         return DatasetError(f"{self.name}: {expected} not found under {root}; expected layout: {self.layout}")
+
+
+def _warn_conflicts(rows: pd.DataFrame, ids: pd.Series) -> None:
+    """Warn when one file's repeated rows disagree on any column (the first row is the one kept)."""
+    repeated = ids.duplicated(keep=False)
+    if not repeated.any():
+        return
+    same = rows[repeated].astype(str).groupby(ids[repeated].to_numpy()).nunique() > 1
+    conflicting = same.any(axis=1)
+    if conflicting.any():
+        columns = sorted(same.columns[same.any(axis=0)])
+        log.warning("%d file(s) are listed more than once with different %s; the first row of each was kept",
+                    int(conflicting.sum()), ", ".join(columns))
 
 
 # ---------------------------------------------------------------------- helpers used by several adapters
