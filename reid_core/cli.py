@@ -192,6 +192,10 @@ def _load_model_and_verifier(ws_path: Path):
     ws = Workspace(ws_path)
     model = load_embedder(ws.embedder_dir)
     verifier = PairVerifier.load(ws.verifier_path) if ws.verifier_path.exists() else None
+    if verifier is not None and not verifier.is_informative:
+        print(f"warning: {ws.verifier_path.name}'s same-patient probability does not fall with distance (an "
+              "undertrained embedder?): its probabilities and decisions are not meaningful. Train longer, then "
+              "re-run `cxr-reid embed` and `cxr-reid evaluate`.", file=sys.stderr)
     return ws, model, verifier
 
 

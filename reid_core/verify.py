@@ -280,6 +280,15 @@ class PairVerifier:
         logit = np.log(self.threshold / (1.0 - self.threshold))
         return float((logit - self.intercept) / self.coef)
 
+    @property
+    def is_informative(self) -> bool:
+        """Whether the same-patient probability falls with distance (a fitted coefficient below 0).
+
+        A verifier fitted on an undertrained embedder can come out flat or inverted
+        (AUC ≤ 0.5 on its fitting pairs); its decisions then mean nothing.
+        """
+        return self.coef is not None and self.coef < 0
+
     def verify(self, a: np.ndarray, b: np.ndarray) -> VerificationResult:
         """Verify one pair of embedding vectors (1-D, same length as at fit time if known)."""
         va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)

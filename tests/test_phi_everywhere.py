@@ -6,6 +6,7 @@ untrained 16-d embedder, given an untrained generator, and every page is opened 
 pages render (text, tables, figure specs, widget options, image captions) is searched for each PHI string and
 for calendar dates at all: dates are shown as days from the patient's first study (``day 28``). The same search
 over a workspace prepared with ``--real-dates`` finds the dates, so the search can see them when they are there.
+The CLI-built workspace also serves the test of the CLI's warning about a verifier that is not informative.
 """
 from __future__ import annotations
 
@@ -196,3 +197,17 @@ def test_calendar_dates_appear_only_when_the_user_opted_in(phi_workspace, tmp_pa
     m = with_study_days(load_manifest(tmp_path / "real" / "manifest.parquet"), calendar=True)
     assert f"{FIRST:%Y-%m-%d}" in selection_csv(m, m["image_id"].tolist())
     shutil.rmtree(tmp_path / "real")
+
+
+def test_cli_warns_about_a_verifier_whose_probability_rises_with_distance(phi_workspace, tmp_path, capsys):
+    from reid_core.verify import PairVerifier
+
+    ws, _ = phi_workspace
+    root = Path(shutil.copytree(ws.root, tmp_path / "ws"))
+    first = load_manifest(root / "manifest.parquet")["image_id"].iloc[0]
+    PairVerifier(coef=-3.0, intercept=1.0).save(root / "verifier.json")
+    assert main(["search", "--workspace", str(root), first, "-k", "3"]) == 0
+    assert "not meaningful" not in capsys.readouterr().err
+    PairVerifier(coef=2.0, intercept=-1.0).save(root / "verifier.json")  # AUC below 0.5 on its pairs
+    assert main(["search", "--workspace", str(root), first, "-k", "3"]) == 0
+    assert "does not fall with distance" in capsys.readouterr().err
