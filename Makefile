@@ -1,4 +1,5 @@
-# Two commands: `make demo` (the app on the embedded phantom) and `make test`.
+# Two commands: `make demo` (the app on the embedded phantom) and `make test`; `make fuzz` is the long
+# loader fuzz (pydicom corpora, a file zoo and 5,100 DICOM mutants; ~1 min of CPU, see BENCHMARKS.md).
 # Both create .venv on first use and install the project into it.
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test clean-venv
+.PHONY: setup demo test fuzz clean-venv
 
 setup: $(STAMP)
 
@@ -22,6 +23,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+fuzz: setup
+	OMP_NUM_THREADS=1 $(PY) scripts/fuzz_loaders.py
 
 clean-venv:
 	rm -rf $(VENV)

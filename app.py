@@ -7,6 +7,8 @@ Workspaces are looked for under ``$CXR_REID_WORKSPACES`` (default: ``workspaces/
 next to this file); ``workspaces/demo`` (``cxr-reid demo``) is the default. The
 sidebar opens typed-in folders only under that root unless the app was started
 with ``CXR_REID_ANY_WORKSPACE=1``; ``.streamlit/config.toml`` binds 127.0.0.1.
+A page that meets a damaged artefact (any :class:`~reid_core.errors.CxrReidError`)
+shows the typed message instead of a traceback; the rest of the app keeps working.
 """
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ from pathlib import Path
 import streamlit as st
 
 import reid_core  # noqa: F401  (before anything that imports timm)
-from pages._shared import WORKSPACE_KEY, WORKSPACES
-from reid_core.errors import WorkspaceError
+from pages._shared import WORKSPACE_KEY, WORKSPACES, show_failure
+from reid_core.errors import CxrReidError, WorkspaceError
 from reid_core.ui.workspaces import ANY_WORKSPACE_ENV, default_workspace, list_workspaces, resolve_custom_workspace
 
 # url_paths differ on purpose from the names Streamlit derives from the file names ("overview" for
@@ -65,4 +67,7 @@ with st.sidebar:
     st.session_state[WORKSPACE_KEY] = choice
     st.caption(f"`{choice}`")
 
-page.run()
+try:
+    page.run()
+except CxrReidError as exc:  # a corrupt or mismatched artefact: a message, never a traceback
+    show_failure(st.session_state.get(WORKSPACE_KEY, ""), exc)

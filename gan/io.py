@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,8 @@ import torch.nn.functional as F
 
 from gan.config import GanConfig, build_generator
 from gan.networks import Generator
-from reid_core.checkpoint import load_checkpoint, read_checkpoint_meta, state_dict_mismatches
+from reid_core import atomic
+from reid_core.checkpoint import build_to_fit, load_checkpoint, read_checkpoint_meta
 from reid_core.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -63,19 +62,13 @@ def _config_from_meta(meta: dict[str, Any], where: Path) -> GanConfig:
     return cfg
 
 
-def _check_fit(G: Generator, tensors: dict[str, torch.Tensor], weights: Path) -> None:
-    problems = state_dict_mismatches(G, tensors, limit=8)
-    if problems:
-        raise CheckpointError(f"{weights} does not fit its recorded architecture: " + ", ".join(problems))
-
-
 def load_generator(gan_dir: str | Path, map_location: str | torch.device = "cpu") -> Generator:
     """The generator saved in ``gan_dir`` (verified, strict), in eval mode with ``requires_grad=False``."""
     gan_dir = Path(gan_dir)
     tensors, meta = load_checkpoint(gan_dir, G_NAME, meta_name=META_NAME)
     cfg = _config_from_meta(meta, gan_dir / f"{META_NAME}.json")
-    G = build_generator(cfg)
-    _check_fit(G, tensors, gan_dir / f"{G_NAME}.safetensors")
+    G = build_to_fit(lambda: build_generator(cfg), tensors, gan_dir / f"{META_NAME}.json",
+                     gan_dir / f"{G_NAME}.safetensors", "generator")
     G.load_state_dict(tensors, strict=True)
     G.requires_grad_(False)
     log.debug("loaded generator %s (%d px, c_dim %d)", gan_dir, cfg.resolution, cfg.c_dim)
@@ -112,18 +105,7 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to a hidden temp file in the same folder, fsync, then ``os.replace`` it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic.write_bytes_atomic(path, data)
 
 
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> Path:

@@ -80,9 +80,11 @@ def make_fir_kernel(taps: Sequence[float] = DEFAULT_FIR) -> torch.Tensor:
 
     Even lengths only: they keep the ×2 resampling grids aligned.
     """
-    f = torch.as_tensor(list(taps), dtype=torch.float32)
-    if f.ndim != 1 or f.numel() < 2 or f.numel() % 2 or f.sum() <= 0:
+    values = list(taps)  # checked as numbers, not tensors: the kernel can then be built on the meta device
+    if (len(values) < 2 or len(values) % 2 or not all(isinstance(v, (int, float)) for v in values)
+            or sum(values) <= 0):
         raise ValueError(f"FIR taps must be an even-length 1-D sequence with positive sum, got {taps}")
+    f = torch.as_tensor(values, dtype=torch.float32)
     k = torch.outer(f, f)
     return k / k.sum()
 

@@ -1,4 +1,4 @@
-"""GAN resume state in ``gan/resume/``: one atomic ``state.safetensors`` + ``state.json`` pair.
+"""GAN resume state in ``gan/resume/``: ``state.safetensors`` + ``state.json``, the one before in ``state_prev.*``.
 
 It holds G, D, G_ema, both Adam states, the ADA controller (``p`` and its
 partial interval), the loss state (path-length mean), the counters
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reid_core.checkpoint import load_state, save_state
 from reid_core.errors import CheckpointError, TrainingError
+from reid_core.train.generations import has_state, load_newest_state, save_state_generation
 from reid_core.train.state import check_resumable as check_config_unchanged
 
 log = logging.getLogger(__name__)
@@ -55,23 +55,22 @@ def resume_dir(gan_dir: Path) -> Path:
 
 
 def has_resume_state(gan_dir: Path) -> bool:
-    return (resume_dir(gan_dir) / f"{STATE_NAME}.json").is_file()
+    return has_state(resume_dir(gan_dir), STATE_NAME)
 
 
 def save_resume(gan_dir: Path, *, engine_state: dict[str, Any], progress: GanProgress, config: dict[str, Any],
                 gan: dict[str, Any], world_size: int) -> None:
     """Atomically write the resume state (call right after ``state_dict()``: its tensors alias live ones)."""
-    folder = resume_dir(gan_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_state(folder, STATE_NAME, {"version": STATE_VERSION, "engine": engine_state, "progress": progress.to_dict(),
-                                    "config": config, "gan": gan, "world_size": world_size})
+    save_state_generation(resume_dir(gan_dir), STATE_NAME, {
+        "version": STATE_VERSION, "engine": engine_state, "progress": progress.to_dict(), "config": config,
+        "gan": gan, "world_size": world_size})
 
 
 def load_resume(gan_dir: Path) -> dict[str, Any]:
     """The resume state; TrainingError (suggesting ``--no-resume``) when unreadable or of another version."""
     folder = resume_dir(gan_dir)
     try:
-        state = load_state(folder, STATE_NAME)
+        state = load_newest_state(folder, STATE_NAME)
     except CheckpointError as exc:
         raise TrainingError(f"cannot resume the GAN: {exc}. Start over with --no-resume") from None
     if state.get("objective") is not None:  # another trainer's run (cxr-reid train-cae) in the same gan/ folder

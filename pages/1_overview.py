@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages._shared import current_workspace, manifest, require
+from reid_core.errors import CxrReidError
 from reid_core.ui.figures import bar_figure
 from reid_core.ui.explain import evaluated_all_unseen, evaluation_sentence, headline_texts, split_chart
 from reid_core.ui.tables import dataset_summary, load_report
@@ -16,7 +17,7 @@ st.title("Overview")
 def _report_or_none() -> dict | None:
     try:
         return load_report(ws.report_path) if ws.report_path.exists() else None
-    except (OSError, ValueError):
+    except CxrReidError:
         return None
 
 
@@ -42,8 +43,11 @@ if require(ws, PAGE_NEEDS["overview"], "The dataset summary"):
     c[2].metric("images / patient", f"{s.n_images / max(s.n_patients, 1):.2f}")
     c[3].metric("datasets", ", ".join(s.datasets.index) or "—")
     c[4].metric("median age", "—" if s.age_median is None else f"{s.age_median:.0f}")
-    if s.first_date is not None:
-        st.caption(f"studies from {s.first_date:%Y-%m-%d} to {s.last_date:%Y-%m-%d}")
+    if s.follow_up_days is not None:
+        st.caption(f"dates are days from each patient's first study; the longest follow-up is "
+                   f"{s.follow_up_days} days"
+                   + (f" (calendar dates {m['calendar_date'].min()} to {m['calendar_date'].max()}, shown because "
+                      "the workspace was prepared with --real-dates)" if "calendar_date" in m else ""))
     left, right = st.columns(2)
     left.plotly_chart(bar_figure(s.studies_per_patient, "images per patient", y_title="patients"),
                       width="stretch", key="overview_spp")

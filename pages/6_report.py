@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import current_workspace, require
+from reid_core.errors import CxrReidError
 from reid_core.ui.explain import METRIC_HELP, evaluated_all_unseen, evaluation_sentence, training_source
 from reid_core.ui.figures import database_size_figure, det_figure, reliability_figure, training_curves
 from reid_core.ui.report_view import calibration_table, identification_table, report_sections
@@ -52,7 +53,7 @@ st.subheader("Evaluation")
 if require(ws, PAGE_NEEDS["report"], "The evaluation"):
     try:
         report = _report(*file_key(ws.report_path))
-    except (OSError, ValueError) as exc:
+    except CxrReidError as exc:
         st.error(f"report.json is unreadable ({exc}); re-run `cxr-reid evaluate --workspace {ws.root}`")
         st.stop()
     st.info("Evaluated: " + evaluation_sentence(report)

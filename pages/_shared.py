@@ -22,6 +22,7 @@ from reid_core.data.store import ImageStore
 from reid_core.embed import EmbeddingTable
 from reid_core.errors import CxrReidError
 from reid_core.longitudinal import drift_table, matched_drift_auc_ci
+from reid_core.ui.dates import calendar_dates_shown, with_study_days
 from reid_core.ui.projection import Projection, workspace_projection
 from reid_core.ui.tables import caption, load_report
 from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES, load_uploaded_image
@@ -62,19 +63,37 @@ def require(ws: Workspace, names: tuple[str, ...], what: str) -> bool:
     return False
 
 
+def show_failure(ws_root: str, exc: CxrReidError) -> None:
+    """What a page shows, instead of a traceback, when the workspace cannot give it what it needs.
+
+    The typed error names the artefact and usually the command that rebuilds it; the page
+    above it stays as far as it got, and the sidebar still works.
+    """
+    st.error(f"This page stopped: {exc}")
+    st.caption(f"A workspace artefact is damaged or does not fit the others. Rebuild it with the command the "
+               f"message names (the Overview page lists every artefact of `{ws_root}` and what writes it), "
+               "or pick another workspace in the sidebar.")
+
+
 # ---------------------------------------------------------------------------- cached tables
 @st.cache_data(show_spinner=False, max_entries=8)
-def _manifest(path: str, mtime_ns: int) -> pd.DataFrame:
-    return load_manifest(path)
+def _manifest(path: str, mtime_ns: int, calendar: bool) -> pd.DataFrame:
+    return with_study_days(load_manifest(path), calendar)
+
+
+def manifest_key(ws: Workspace) -> tuple[str, int, bool]:
+    """Cache key of the displayed manifest: the file, and whether calendar dates are shown."""
+    return (*file_key(ws.manifest_path), calendar_dates_shown(ws))
 
 
 def manifest(ws: Workspace) -> pd.DataFrame:
-    return _manifest(*file_key(ws.manifest_path))
+    """The manifest with ``study_day`` (days from each patient's first study) for display."""
+    return _manifest(*manifest_key(ws))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _aligned(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> tuple[pd.DataFrame, np.ndarray]:
-    m = _manifest(*manifest_key)
+def _aligned(m_key: tuple[str, int, bool], emb_key: tuple[str, int]) -> tuple[pd.DataFrame, np.ndarray]:
+    m = _manifest(*m_key)
     table = EmbeddingTable.load(emb_key[0])
     m = m[m["image_id"].isin(set(table.image_ids))].reset_index(drop=True)
     return m, table.embeddings[table.rows_for(m["image_id"])]
@@ -82,7 +101,7 @@ def _aligned(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> tuple[p
 
 def aligned_embeddings(ws: Workspace) -> tuple[pd.DataFrame, np.ndarray]:
     """(manifest rows that have an embedding, their embeddings in the same order)."""
-    return _aligned(file_key(ws.manifest_path), file_key(ws.embeddings_path))
+    return _aligned(manifest_key(ws), file_key(ws.embeddings_path))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -95,23 +114,23 @@ def projection(ws: Workspace, method: str, dims: int, seed: int = 0) -> Projecti
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _drift(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> pd.DataFrame:
-    m, emb = _aligned(manifest_key, emb_key)
+def _drift(m_key: tuple[str, int, bool], emb_key: tuple[str, int]) -> pd.DataFrame:
+    m, emb = _aligned(m_key, emb_key)
     return drift_table(m, emb)
 
 
 def drift(ws: Workspace) -> pd.DataFrame:
-    return _drift(file_key(ws.manifest_path), file_key(ws.embeddings_path))
+    return _drift(manifest_key(ws), file_key(ws.embeddings_path))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _drift_auc(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> dict:
-    return matched_drift_auc_ci(_drift(manifest_key, emb_key))
+def _drift_auc(m_key: tuple[str, int, bool], emb_key: tuple[str, int]) -> dict:
+    return matched_drift_auc_ci(_drift(m_key, emb_key))
 
 
 def drift_auc(ws: Workspace) -> dict:
     """The workspace's matched drift AUC with its patient-bootstrap CI (cached with the embeddings)."""
-    return _drift_auc(file_key(ws.manifest_path), file_key(ws.embeddings_path))
+    return _drift_auc(manifest_key(ws), file_key(ws.embeddings_path))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -125,7 +144,7 @@ def report(ws: Workspace) -> dict | None:
         return None
     try:
         return _report(*file_key(ws.report_path))
-    except (OSError, ValueError):
+    except CxrReidError:
         return None
 
 
@@ -165,8 +184,8 @@ def verifier(ws: Workspace):
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _store(path: str, mtime_ns: int, manifest_key: tuple[str, int]) -> ImageStore:
-    return ImageStore(path, _manifest(*manifest_key))
+def _store(path: str, mtime_ns: int, m_key: tuple[str, int, bool]) -> ImageStore:
+    return ImageStore(path, _manifest(*m_key))
 
 
 def image_store(ws: Workspace) -> ImageStore | None:
@@ -174,7 +193,7 @@ def image_store(ws: Workspace) -> ImageStore | None:
     sizes = ws.image_sizes()
     if not sizes or not ws.manifest_path.exists():
         return None
-    return _store(*file_key(ws.images_path(sizes[-1])), file_key(ws.manifest_path))
+    return _store(*file_key(ws.images_path(sizes[-1])), manifest_key(ws))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -38,19 +38,22 @@ import math
 import os
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from reid_core.atomic import remove_stale_temps
 from reid_core.errors import CheckpointError
 
 if TYPE_CHECKING:  # the Embedder (and timm) are imported lazily: this module stays light
     from reid_core.model import Embedder
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=torch.nn.Module)
 
 FORMAT = "cxr-reid-checkpoint"
 FORMAT_VERSION = 1
@@ -89,6 +92,8 @@ def _fsync_dir(directory: Path) -> None:
 def _write_atomically(directory: Path, files: list[tuple[str, bytes]]) -> None:
     """Write every (filename, data) to a temp file, fsync, then os.replace them in order."""
     tmps: list[Path] = []
+    for filename, _ in files:  # what a writer killed mid-write left behind
+        remove_stale_temps(directory / filename)
     try:
         for filename, data in files:
             tmp = directory / f".{filename}.{secrets.token_hex(6)}.tmp"
@@ -298,6 +303,29 @@ def state_dict_mismatches(module: torch.nn.Module, tensors: dict[str, Tensor], l
     return parts
 
 
+def build_to_fit(factory: Callable[[], M], tensors: dict[str, Tensor], config_path: Path, weights_path: Path,
+                 what: str) -> M:
+    """``factory()``, once its state dict is known to fit ``tensors`` key by key and shape by shape.
+
+    The record's metadata (``config.json``) is not covered by the weights' SHA-256, so a
+    tampered architecture (a 3,000,000-wide head, ``z_dim = 10^9``) could make the
+    real build allocate gigabytes before any check. The module is therefore first
+    built on PyTorch's ``meta`` device, which allocates nothing, and compared with
+    the verified weights; only a fitting architecture is built for real.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = factory()
+    except (TypeError, ValueError, RuntimeError, OverflowError, AssertionError) as exc:
+        raise CheckpointError(f"{config_path}: cannot rebuild the {what}: {type(exc).__name__}: {exc}") from None
+    problems = state_dict_mismatches(skeleton, tensors, limit=8)
+    del skeleton
+    if problems:
+        raise CheckpointError(f"{weights_path} does not fit the {what} recorded in {config_path.name}: "
+                              + ", ".join(problems))
+    return factory()
+
+
 def load_embedder(directory: str | Path, map_location: str | torch.device = "cpu") -> "Embedder":
     """Rebuild the Embedder saved by :func:`save_embedder` (strict key/shape check), in eval mode."""
     from reid_core.model import INPUT_MEAN, INPUT_STD, Embedder, EmbedderConfig
@@ -313,13 +341,10 @@ def load_embedder(directory: str | Path, map_location: str | torch.device = "cpu
                               f"mean={INPUT_MEAN}, std={INPUT_STD}")
     try:
         config = EmbedderConfig.from_dict(meta["embedder"])
-        model = Embedder(config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: cannot rebuild the embedder: {exc}") from None
-    parts = state_dict_mismatches(model, tensors)
-    if parts:
-        raise CheckpointError(f"{directory / 'model.safetensors'} does not fit backbone {config.backbone!r}: "
-                              + ", ".join(parts))
+    model = build_to_fit(lambda: Embedder(config), tensors, where, directory / "model.safetensors",
+                         f"embedder (backbone {config.backbone!r})")
     model.load_state_dict(tensors, strict=True)
     return model.to(map_location).eval()
 

@@ -164,6 +164,10 @@ def _load_model_and_verifier(ws_path: Path):
     ws = Workspace(ws_path)
     model = load_embedder(ws.embedder_dir)
     verifier = PairVerifier.load(ws.verifier_path) if ws.verifier_path.exists() else None
+    if verifier is not None and not verifier.is_informative:
+        print(f"warning: {ws.verifier_path.name}'s same-patient probability does not fall with distance (an "
+              "undertrained embedder?): its probabilities and decisions are not meaningful. Train longer, then "
+              "re-run `cxr-reid embed` and `cxr-reid evaluate`.", file=sys.stderr)
     return ws, model, verifier
 
 
@@ -187,17 +191,20 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from reid_core.data.manifest import load_manifest
     from reid_core.query import embed_query_images, load_query_image
     from reid_core.retrieval import Index
+    from reid_core.ui.dates import calendar_dates_shown, with_study_days
 
     ws, model, verifier = _load_model_and_verifier(args.workspace)
     index = Index.load(ws.root)
-    manifest = load_manifest(ws.manifest_path).set_index("image_id")
+    manifest = with_study_days(load_manifest(ws.manifest_path), calendar_dates_shown(ws)).set_index("image_id")
     if Path(args.query).exists():
         q = embed_query_images(model, [load_query_image(args.query, model.config.image_size)])
         dist, ids = index.search(q, args.k)
         dist, ids = dist[0], ids[0]
     else:
         dist, ids = index.search_id(args.query, args.k)
-    rows = manifest.loc[list(ids), ["patient_id", "study_date", "age", "sex", "view", "findings"]].copy()
+    shown = ["patient_id", "study_day"] + (["calendar_date"] if "calendar_date" in manifest else []) + \
+        ["age", "sex", "view", "findings"]
+    rows = manifest.loc[list(ids), shown].copy()
     rows.insert(0, "distance", dist)
     if verifier is not None:
         rows.insert(1, "p_same", verifier.predict_proba(dist))
@@ -300,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv-columns", help="csv only: e.g. path=File,patient_id=Subject,study_date=Date")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--real-dates", action="store_true",
-                   help="dicom only: keep calendar study dates (default: days from each patient's first study)")
+                   help="keep and show calendar study dates (default: shown as days from each patient's first "
+                        "study; a DICOM folder's dates are also stored moved so each first study is day 0)")
     p.add_argument("--keep-mapping", action="store_true",
                    help="dicom only: write pseudonyms.csv mapping the pseudonyms back to PatientIDs and SOP UIDs")
 

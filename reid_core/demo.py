@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from reid_core.atomic import atomic_path, write_text_atomic
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,8 @@ def install_checkpoint(source: Path, target: Path, files: tuple[str, ...]) -> bo
     for name in _EXTRA_FILES + files:
         if name in _EXTRA_FILES and not (source / name).is_file():
             continue
-        tmp = target / f".{name}.tmp"
-        shutil.copyfile(source / name, tmp)
-        tmp.replace(target / name)
+        with atomic_path(target / name) as tmp:
+            shutil.copyfile(source / name, tmp)
     return True
 
 
@@ -194,6 +194,4 @@ def _write_record(ws: Workspace, result: DemoBuild, checkpoints: Path) -> None:
             shas[kind] = json.loads(record.read_text()).get("weights", {}).get("sha256")
     payload = {"steps_s": {k: round(v, 2) for k, v in result.steps.items()}, "built": result.built,
                "missing": result.missing, "checkpoints": str(checkpoints), "weights_sha256": shas}
-    tmp = ws.root / ".demo.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(ws.root / "demo.json")
+    write_text_atomic(ws.root / "demo.json", json.dumps(payload, indent=2))

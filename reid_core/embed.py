@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from reid_core.atomic import atomic_path
 from reid_core.data.manifest import load_manifest
 from reid_core.data.prefetch import thread_prefetch
 from reid_core.data.store import ImageStore
@@ -52,18 +53,21 @@ class EmbeddingTable:
 
     def save(self, path: str | Path) -> None:
         """Write ``embeddings.npz`` atomically (plain arrays; loading needs no pickle)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, embeddings=self.embeddings, image_ids=self.image_ids.astype("U"))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, embeddings=self.embeddings, image_ids=self.image_ids.astype("U"))
 
     @classmethod
     def load(cls, path: str | Path) -> "EmbeddingTable":
+        """Read ``embeddings.npz`` (no pickle); missing or corrupt files raise :class:`WorkspaceError`."""
         path = Path(path)
         if not path.exists():
             raise WorkspaceError(f"no embeddings at {path}; run `cxr-reid embed`")
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["embeddings"], z["image_ids"])
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(z["embeddings"], z["image_ids"])
+        except Exception as exc:  # noqa: BLE001 - zipfile, numpy and our own shape check raise many types
+            raise WorkspaceError(f"{path}: not a readable embeddings table ({type(exc).__name__}); re-run "
+                                 "`cxr-reid embed --force`") from None
 
     def rows_for(self, image_ids: pd.Series | list[str]) -> np.ndarray:
         """Row of each id (KeyError naming the first unknown id)."""

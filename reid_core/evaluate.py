@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reid_core.atomic import write_text_atomic
 from reid_core.bootstrap import bootstrap_mean_ci
 from reid_core.data.manifest import load_manifest
 from reid_core.data.store import ImageStore
@@ -159,7 +160,5 @@ def evaluate_workspace(workspace: Workspace | str | Path, n_boot: int = 1000, se
         report["embedder"] = json.loads(meta_path.read_text()).get("meta", {})
     report = _clean(report)
     path = Path(out) if out else ws.report_path
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(report, indent=2, sort_keys=True))
     return report

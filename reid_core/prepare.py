@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reid_core.atomic import atomic_path
 from reid_core.data.cache import DONE, prepare_images
 from reid_core.data.manifest import load_manifest, save_manifest
 from reid_core.data.sources import FileSource, ImageSource, PhantomSource
@@ -50,7 +51,8 @@ class PrepareSummary:
 
 
 def build_manifest(dataset: str, root: str | Path | None, frontal_only: bool = True,
-                   check_files: bool = True, **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   check_files: bool = True, progress: bool = True,
+                   **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The manifest and the adapter's problems table (files listed but missing or unreadable)."""
     if dataset == "phantom":
         from reid_core.data.phantom import phantom_manifest
@@ -63,7 +65,7 @@ def build_manifest(dataset: str, root: str | Path | None, frontal_only: bool = T
     from reid_core.data.adapters import get_adapter
 
     adapter = get_adapter(dataset, **options)
-    result = adapter.build(Path(root), frontal_only=frontal_only, check_files=check_files, progress=True)
+    result = adapter.build(Path(root), frontal_only=frontal_only, check_files=check_files, progress=progress)
     return result.manifest, result.problems
 
 
@@ -75,12 +77,14 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
 
     For a DICOM folder, patient and image ids become keyed pseudonyms and study
     dates become relative to each patient's first study (:mod:`reid_core.pseudonyms`);
-    ``real_dates`` keeps the dates, ``keep_mapping`` writes the mapping back.
+    ``real_dates`` keeps the dates, ``keep_mapping`` writes the mapping back. Only
+    with ``real_dates`` does the workspace show calendar dates (``calendar_dates`` in
+    ``workspace.json``); otherwise the app and CLI show days from the first study.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    manifest, problems = build_manifest(dataset, root, frontal_only=frontal_only, **options)
+    manifest, problems = build_manifest(dataset, root, frontal_only=frontal_only, progress=progress, **options)
     if manifest.empty:
         raise DatasetError(
             f"dataset {dataset!r} at {root} gave no usable images"
@@ -92,7 +96,7 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
     else:
         source = FileSource(str(Path(root).resolve()))
         root_str = str(Path(root).resolve())
-    ws.create(dataset=dataset, root=root_str, frontal_only=frontal_only,
+    ws.create(dataset=dataset, root=root_str, frontal_only=frontal_only, calendar_dates=bool(real_dates),
               options={k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))})
     if dataset in PSEUDONYMISED:
         manifest = pseudonymise(manifest, ws.root, keep_dates=real_dates, keep_mapping=keep_mapping)
@@ -106,9 +110,8 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
     bad = pd.concat(
         [problems.assign(stage="index"), result.failures.assign(stage="decode")], ignore_index=True
     )[["path", "stage", "reason"]]
-    tmp = ws.bad_files_path.with_name(ws.bad_files_path.name + ".tmp")
-    bad.to_csv(tmp, index=False)
-    tmp.replace(ws.bad_files_path)
+    with atomic_path(ws.bad_files_path) as tmp:
+        bad.to_csv(tmp, index=False)
     if len(bad):
         log.warning("%d file(s) skipped; see %s", len(bad), ws.bad_files_path)
     return PrepareSummary(ws, size, len(usable), usable["patient_id"].nunique(), result.n_new,

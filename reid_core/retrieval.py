@@ -33,8 +33,8 @@ Conventions:
   ``SearchParameters`` instead of mutating the index, so concurrent searches from
   several threads (e.g. a Streamlit ``st.cache_resource``) are safe. ``add`` is
   not thread-safe.
-* Files: :meth:`Index.save` writes ``index.faiss`` (``faiss.write_index``) plus
-  ``index.ids.json`` (ids and parameters). Nothing is pickled.
+* Files: :meth:`Index.save` writes ``index.faiss`` (a serialised FAISS index) plus
+  ``index.ids.json`` (ids, parameters, the index file's SHA-256). Nothing is pickled.
 
 Sharding across machines. Do not write a distributed search: FAISS has one.
 Split the gallery into ``S`` parts (e.g. by a hash of ``image_id``), build and
@@ -58,9 +58,9 @@ throughput rather than size, ``faiss.IndexReplicas`` holds copies instead of par
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -69,7 +69,9 @@ import faiss
 import numpy as np
 
 from reid_core._compat.faiss_tuning import prefer_blas_for, threads_for
+from reid_core.atomic import write_bytes_atomic, write_text_atomic
 from reid_core.errors import CxrReidError, WorkspaceError
+from reid_core.jsonfile import read_json_object
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 INDEX_FILE = "index.faiss"
@@ -338,8 +340,9 @@ class Index:
     def save(self, path: str | Path) -> Path:
         """Write ``index.faiss`` + ``index.ids.json`` into directory ``path`` (or to ``path`` if it ends in ``.faiss``).
 
-        Returns the ``.faiss`` path. Files are written to temporaries and renamed,
-        so a crash never leaves a half-written pair.
+        Returns the ``.faiss`` path. Each file is written atomically under a unique
+        temp name, and the sidecar records the index file's SHA-256, so a pair torn
+        by a crash or by two concurrent writers is refused on load, never paired.
         """
         self._require_nonempty()
         p = Path(path)
@@ -352,33 +355,35 @@ class Index:
             "ntotal": len(self), "nlist": self._nlist, "nprobe": self._nprobe,
             "hnsw_m": self.hnsw_m, "ef_search": self.ef_search, "image_ids": self._ids,
         }
-        tmp_index, tmp_meta = p.with_name(p.name + ".tmp"), sidecar.with_name(sidecar.name + ".tmp")
-        faiss.write_index(self._faiss, str(tmp_index))
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_index, p)
-        os.replace(tmp_meta, sidecar)
+        data = faiss.serialize_index(self._faiss).tobytes()
+        meta["index_sha256"] = hashlib.sha256(data).hexdigest()
+        write_bytes_atomic(p, data)
+        write_text_atomic(sidecar, json.dumps(meta))
         return p
 
     @classmethod
     def load(cls, path: str | Path) -> "Index":
         """Read an index written by :meth:`save` (directory or ``.faiss`` path)."""
         p = Path(path)
-        if p.suffix != ".faiss":
+        if p.suffix != ".faiss" or p.is_dir():
             p = p / INDEX_FILE
         sidecar = _sidecar(p)
         for f in (p, sidecar):
             if not f.is_file():
                 raise WorkspaceError(f"{f}: index file not found")
-        try:
-            meta = json.loads(sidecar.read_text())
-        except json.JSONDecodeError as exc:
-            raise WorkspaceError(f"{sidecar}: not valid JSON ({exc})") from exc
+        meta = read_json_object(sidecar)
+        if not isinstance(meta.get("image_ids") or [], list):
+            raise WorkspaceError(f"{sidecar}: image_ids is not a list")
         if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
             raise WorkspaceError(f"{sidecar}: not a {_FORMAT} v{_VERSION} sidecar")
         ids = [str(i) for i in meta.get("image_ids") or []]
         _check_index_file(p, str(meta.get("kind")), len(ids), meta.get("dim"))
+        data = p.read_bytes()
+        if "index_sha256" in meta and hashlib.sha256(data).hexdigest() != meta["index_sha256"]:
+            raise WorkspaceError(f"{p} is not the index {sidecar.name} was written with (torn by a crash or by two "
+                                 "writers at once): re-run `cxr-reid embed --force`")
         try:
-            raw = faiss.read_index(str(p))
+            raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as exc:
             raise WorkspaceError(f"{p}: not a readable FAISS index ({(str(exc).splitlines() or [''])[0][:120]})") from None
         if raw.ntotal != len(ids) or raw.d != meta["dim"] or len(set(ids)) != len(ids):

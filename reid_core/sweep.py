@@ -15,6 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from reid_core.atomic import write_text_atomic
 from reid_core.data.manifest import load_manifest
 from reid_core.embed import EmbeddingTable, embed_workspace
 from reid_core.evaluate import evaluate_embeddings
@@ -61,7 +62,5 @@ def dimension_sweep(workspace: Workspace | str | Path, dims: Sequence[int], conf
     if ws.report_path.exists():
         report = json.loads(ws.report_path.read_text())
         report["dimension_sweep"] = out.to_dict("records")
-        tmp = ws.report_path.with_name(ws.report_path.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-        tmp.replace(ws.report_path)
+        write_text_atomic(ws.report_path, json.dumps(report, indent=2, sort_keys=True))
     return out

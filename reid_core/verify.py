@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from reid_core.atomic import write_text_atomic
 from reid_core.bootstrap import as_rng, bootstrap_pair_metrics
 from reid_core.errors import WorkspaceError
 from reid_core.metrics import as_embedding_matrix, encode_labels
@@ -279,6 +280,15 @@ class PairVerifier:
         logit = np.log(self.threshold / (1.0 - self.threshold))
         return float((logit - self.intercept) / self.coef)
 
+    @property
+    def is_informative(self) -> bool:
+        """Whether the same-patient probability falls with distance (a fitted coefficient below 0).
+
+        A verifier fitted on an undertrained embedder can come out flat or inverted
+        (AUC ≤ 0.5 on its fitting pairs); its decisions then mean nothing.
+        """
+        return self.coef is not None and self.coef < 0
+
     def verify(self, a: np.ndarray, b: np.ndarray) -> VerificationResult:
         """Verify one pair of embedding vectors (1-D, same length as at fit time if known)."""
         va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -327,10 +337,7 @@ class PairVerifier:
         p = Path(path)
         if p.is_dir():
             p = p / VERIFIER_FILE
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(p)
-        return p
+        return write_text_atomic(p, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> "PairVerifier":

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reid_core.atomic import write_text_atomic
 from reid_core.errors import WorkspaceError
+from reid_core.jsonfile import read_json_object
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,7 @@ class Workspace:
         self.root.mkdir(parents=True, exist_ok=True)
         current = self.info() if self.info_path.exists() else {}
         current.update(info)
-        tmp = self.info_path.with_name(self.info_path.name + ".tmp")
-        tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
-        tmp.replace(self.info_path)
+        write_text_atomic(self.info_path, json.dumps(current, indent=2, sort_keys=True, default=str))
 
     def info(self) -> dict[str, Any]:
         """The contents of ``workspace.json``; WorkspaceError if this is no workspace."""
@@ -105,10 +105,7 @@ class Workspace:
                 f"{self.root} is not a cxr-reid workspace (no workspace.json); "
                 f"build one with `cxr-reid prepare --workspace {self.root} ...`"
             )
-        try:
-            return json.loads(self.info_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise WorkspaceError(f"{self.info_path} is not valid JSON: {exc}") from exc
+        return read_json_object(self.info_path)
 
     def image_sizes(self) -> list[int]:
         """Resolutions with a complete image store, smallest first."""
@@ -173,8 +170,8 @@ def _store_complete(npy: Path) -> bool:
     if not state.exists():
         return False
     try:
-        return bool(json.loads(state.read_text()).get("complete"))
-    except (OSError, json.JSONDecodeError):
+        return bool(read_json_object(state).get("complete"))
+    except WorkspaceError:
         return False
 
 

@@ -85,7 +85,7 @@ gan() {
   # a run started in an earlier session (on another machine) continues from its committed resume state
   if [[ ! -f "$WS/gan/resume/state.json" && -f training/gan_resume/state.json ]]; then
     mkdir -p "$WS/gan/resume"
-    cp training/gan_resume/state.safetensors training/gan_resume/state.json "$WS/gan/resume/"
+    cp training/gan_resume/state*.safetensors training/gan_resume/state*.json "$WS/gan/resume/"
     cp training/gan_resume/train_log.jsonl "$WS/gan/train_log.jsonl"
   fi
   local slice=()

@@ -202,6 +202,38 @@ def test_csv_adapter(tmp_path: Path) -> None:
         CsvAdapter("other.csv").build(tmp_path)
 
 
+def test_csv_paths_outside_the_root_are_never_opened(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_image(root / "img" / "a.png")
+    secret = write_image(tmp_path / "secret" / "x.png")  # exists, but outside the root
+    (root / "list.csv").write_text(
+        "file,subject\n"
+        "img/a.png,A\n"
+        "../secret/x.png,B\n"
+        f"{secret.as_posix()},C\n"
+        "img/../../secret/x.png,D\n"
+        "/nonexistent/y.png,E\n"
+    )
+    res = CsvAdapter("list.csv", path_col="file", patient_col="subject").build(root, frontal_only=False)
+    assert res.manifest["path"].tolist() == ["img/a.png"]
+    outside = {p: r for p, r in reasons(res).items()}
+    assert set(outside) == {"../secret/x.png", secret.as_posix(), "img/../../secret/x.png", "/nonexistent/y.png"}
+    assert len(set(outside.values())) == 1 and "outside the dataset root" in next(iter(outside.values()))
+
+
+def test_conflicting_rows_for_one_file_are_not_resolved_silently(tmp_path: Path, caplog) -> None:
+    write_image(tmp_path / "img" / "a.png")
+    write_image(tmp_path / "img" / "b.png")
+    (tmp_path / "list.csv").write_text("file,subject,labels\nimg/a.png,A,Mass\nimg/a.png,A,Nodule\n"
+                                       "img/b.png,B,Mass\nimg/b.png,B,Mass\n")
+    ad = CsvAdapter("list.csv", path_col="file", patient_col="subject", findings_col="labels")
+    with caplog.at_level("WARNING"):
+        res = ad.build(tmp_path, frontal_only=False)
+    assert res.manifest.set_index("path")["findings"].to_dict() == {"img/a.png": "Mass", "img/b.png": "Mass"}
+    said = [r.getMessage() for r in caplog.records if "more than once" in r.getMessage()]
+    assert said == ["1 file(s) are listed more than once with different findings; the first row of each was kept"]
+
+
 # ------------------------------------------------------------------------------------------------ splits
 def test_splits_deterministic_and_patient_disjoint(tmp_path: Path) -> None:
     make_chexpert(tmp_path / "a")

@@ -256,7 +256,8 @@ def test_retrieval_gallery_marks_the_true_patient(trained):
     at = open_page(trained, "retrieval")
     table = table_with(at, "rank", "distance")
     assert len(table) == at.slider(key="search_k").value == 10
-    assert {"distance", "p_same", "patient_id", "study_date", "age", "sex", "findings", "true_patient"} <= set(table)
+    assert {"distance", "p_same", "patient_id", "study_day", "age", "sex", "findings", "true_patient"} <= set(table)
+    assert "study_date" not in table and "calendar_date" not in table  # days, not calendar dates
     assert np.all(np.diff(table["distance"].to_numpy()) >= -1e-6)
     assert "of 3 other films of this patient found in the top 10" in texts(at, "markdown")  # 4 films each
     at.slider(key="search_k").set_value(4).run()
@@ -432,6 +433,14 @@ def test_upload_validation_and_decoding(tmp_path, monkeypatch):
     image = upload.load_uploaded_image("ok.png", png_bytes(ramp), 64)
     assert image.shape == (64, 64) and image.dtype == np.uint8
     assert not list(tmp_path.glob("cxr-reid-upload-*"))  # temp files are always removed
+    # the pages render messages as Markdown: a name cannot bring links, formatting or HTML with it
+    hostile = "[click](http://evil.example)**x**<b>y</b>`z`.png"
+    with pytest.raises(ImageLoadError) as err:
+        upload.load_uploaded_image(hostile, b"not a png at all", 64)
+    assert err.value.path == "_click_http_evil.example_x_b_y_b_z_.png"  # no [ ] ( ) * < > ` : / left
+    with pytest.raises(upload.UploadError) as err:
+        upload.validate_upload("[a](http://b).txt", 10)
+    assert "[" not in str(err.value) and "](" not in str(err.value)
 
 
 def test_selected_ids_map_through_customdata_not_point_indices():

@@ -40,6 +40,15 @@ def test_csv_without_view_column_names_all_views(tmp_path, capsys):
     assert summary.n_images == 4 and summary.n_patients == 2
 
 
+def test_quiet_prepare_prints_no_progress_bars(tmp_path, capsys):
+    root = _csv_dataset(tmp_path / "x")
+    assert main(["prepare", "--dataset", "csv", "--root", str(root), "--csv", str(root / "meta.csv"),
+                 "--csv-columns", "path=File,patient_id=Subject,study_date=Date", "--all-views",
+                 "--workspace", str(tmp_path / "ws"), "--size", "16", "--workers", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "checking files" not in err and "it/s" not in err and "file/s" not in err, err
+
+
 def _manifest(split_patients: dict[str, list[int]]) -> pd.DataFrame:
     rows = [{"patient_id": f"{split}{p}", "split": split}
             for split, counts in split_patients.items() for p, n in enumerate(counts) for _ in range(n)]

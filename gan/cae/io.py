@@ -22,7 +22,7 @@ from gan.cae.encoder import EncoderConfig, NuisanceEncoder
 from gan.config import GanConfig
 from gan.io import G_NAME, META_NAME
 from gan.networks import Generator
-from reid_core.checkpoint import load_checkpoint, save_checkpoint, state_dict_mismatches
+from reid_core.checkpoint import build_to_fit, load_checkpoint, save_checkpoint
 from reid_core.errors import CheckpointError
 
 E_NAME = "E_ema"
@@ -64,13 +64,10 @@ def load_encoder(gan_dir: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{gan_dir / (E_META_NAME + '.json')}: not a nuisance-encoder record")
     try:
         cfg = EncoderConfig.from_dict(meta["encoder"])
-        E = NuisanceEncoder(cfg)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{gan_dir / (E_META_NAME + '.json')}: invalid encoder config: {exc}") from None
-    problems = state_dict_mismatches(E, tensors, limit=8)
-    if problems:
-        raise CheckpointError(f"{gan_dir / (E_NAME + '.safetensors')} does not fit its recorded architecture: "
-                              + ", ".join(problems))
+    E = build_to_fit(lambda: NuisanceEncoder(cfg), tensors, gan_dir / f"{E_META_NAME}.json",
+                     gan_dir / f"{E_NAME}.safetensors", "nuisance encoder")
     expected = meta.get("generator_sha256")
     if expected is not None and expected != _generator_sha(gan_dir):
         raise CheckpointError(f"{gan_dir}: the encoder was saved with another generator than {G_NAME}.safetensors "

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from reid_core.atomic import atomic_path, write_text_atomic
 from reid_core.errors import WorkspaceError
 from gan.views import IDENTITY_ROWS
 
@@ -125,12 +126,8 @@ def ship_generator(workspace: Path, out: Path, notes: str = "") -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name in FILES:
-        tmp = out / f".{name}.tmp"
-        shutil.copyfile(ws.gan_dir / name, tmp)
-        tmp.replace(out / name)
-    card = model_card(read_checkpoint_meta(ws.gan_dir), metrics, notes)
-    tmp = out / ".MODEL_CARD.md.tmp"
-    tmp.write_text(card, encoding="utf-8")
-    tmp.replace(out / "MODEL_CARD.md")
+        with atomic_path(out / name) as tmp:
+            shutil.copyfile(ws.gan_dir / name, tmp)
+    write_text_atomic(out / "MODEL_CARD.md", model_card(read_checkpoint_meta(ws.gan_dir), metrics, notes))
     load_encoder(out)
     return out

@@ -6,7 +6,7 @@ Writes into ``workspace.gan_dir``::
     G_ema.safetensors            + config.json, E_ema.safetensors + encoder.json (see gan.cae.io)
     samples.png                  per row: real film | reconstruction | two identity swaps | a prior sample
     train_log.jsonl              one line per tick: losses, kimg, s/kimg
-    resume/                      state.safetensors + state.json
+    resume/                      state.safetensors + state.json (state_prev.*: the previous generation)
 
 Checkpoints, samples and the resume state are written together every
 ``snapshot_kimg``, at the end, at ``stop_after_kimg`` and on SIGINT/SIGTERM
@@ -39,8 +39,8 @@ from gan.io import G_NAME, META_NAME
 from gan.resume import GanProgress
 from gan.runloop import kimg_bar, run_kimg_loop
 from gan.snapshot import SAMPLES_NAME, save_png_atomic, tile_grid
-from reid_core.checkpoint import load_state, save_state
 from reid_core.errors import CheckpointError, TrainingError, WorkspaceError
+from reid_core.train.generations import has_state, load_newest_state, save_state_generation
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.signals import StopRequest
 from reid_core.train.state import check_resumable
@@ -109,10 +109,10 @@ class _Session:
 
     def _read_state(self) -> dict[str, Any] | None:
         folder = self._resume_dir()
-        if not (folder / f"{STATE_NAME}.json").is_file():
+        if not has_state(folder, STATE_NAME):
             return None
         try:
-            state = load_state(folder, STATE_NAME)
+            state = load_newest_state(folder, STATE_NAME)
         except CheckpointError as exc:
             raise TrainingError(f"cannot resume the autoencoder: {exc}. Start over with --no-resume") from None
         if state.get("version") != STATE_VERSION or state.get("objective") != "autoencoder":
@@ -148,9 +148,8 @@ class _Session:
         """Checkpoints, samples.png and the resume state."""
         t0 = time.perf_counter()
         folder = self._resume_dir()
-        folder.mkdir(parents=True, exist_ok=True)
         p = self.progress
-        save_state(folder, STATE_NAME, {"version": STATE_VERSION, "objective": "autoencoder",
+        save_state_generation(folder, STATE_NAME, {"version": STATE_VERSION, "objective": "autoencoder",
                                         "engine": self.engine.state_dict(), "config": self.cfg.to_dict(),
                                         "progress": p.to_dict()})
         save_cae(self.out, self.engine.G_ema, self.engine.E_ema, self.gan_cfg, self.enc_cfg, self.cfg.to_dict(),

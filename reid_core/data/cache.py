@@ -12,6 +12,8 @@ import hashlib
 import json
 import logging
 import multiprocessing as mp
+import os
+import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -24,8 +26,10 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
+from reid_core.atomic import write_text_atomic
 from reid_core.data.sources import ImageSource
-from reid_core.errors import INTERRUPTS, ImageLoadError
+from reid_core.errors import INTERRUPTS, ImageLoadError, WorkspaceError
+from reid_core.jsonfile import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +117,12 @@ class _Store:
 
     def _read_state(self) -> dict:
         try:
-            return json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            return read_json_object(self.state_path)
+        except WorkspaceError:
             return {}
 
     def _write_state(self) -> None:
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
-        tmp.replace(self.state_path)
+        write_text_atomic(self.state_path, json.dumps(self.state, indent=2, sort_keys=True), fsync=False)
 
     def write(self, indices: Sequence[int], images: np.ndarray, errors: list[tuple[int, str]], paths: Sequence[str]):
         idx = np.asarray(indices)
@@ -204,6 +206,25 @@ def prepare_images(
     return PrepareResult(store_path, n, len(todo), n_skipped, failures[["path", "reason"]])
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: end with the process that runs ``prepare``, even when it is SIGKILLed.
+
+    On Linux the kernel sends the worker SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), so a
+    killed ``prepare`` leaves no orphaned decoders behind; a parent already gone ends the worker at once.
+    Elsewhere this does nothing (workers then end when they next find the pool closed).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+
+
 def _run_chunks(source: ImageSource, records: list[dict], chunks: list[list[int]], size: int,
                 workers: int) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]:
     """Yield decoded chunks from a process pool that survives crashing decoders.
@@ -220,7 +241,8 @@ def _run_chunks(source: ImageSource, records: list[dict], chunks: list[list[int]
     pending.reverse()
     while pending:
         broken: list[tuple[list[int], bool]] = []
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             inflight: dict[Future, tuple[list[int], bool]] = {}
             while pending or inflight:
                 # isolated (single-image) retries run alone, so a crash names its image

@@ -24,8 +24,9 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, as_pixel_options, get_decoder
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit
 
+from reid_core.data.jpeg import check_jpeg
 from reid_core.errors import INTERRUPTS, ImageLoadError
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,8 @@ def _decode(ds: Dataset, path: str | Path, index: int) -> np.ndarray:
     if not decoder.is_available:
         missing = "; ".join(decoder.missing_dependencies) or "no plugin"
         raise ImageLoadError(path, f"no decoder installed for {ts.name} ({missing})")
+    if ts == JPEGBaseline8Bit:  # libjpeg's warnings are errors here too (see reid_core.data.jpeg)
+        _check_jpeg_frame(ds, path, index)
     try:
         opts = as_pixel_options(ds, transfer_syntax_uid=ts)
         return decoder.as_array(ds, index=index, validate=True, **opts)[0]
@@ -274,6 +277,17 @@ def _decode(ds: Dataset, path: str | Path, index: int) -> np.ndarray:
         reason = (str(exc).splitlines() or [""])[0][:160]
         kind = "decoder panicked" if not isinstance(exc, Exception) else "pixel data undecodable"
         raise ImageLoadError(path, f"{kind} ({type(exc).__name__}: {reason})") from None
+
+
+def _check_jpeg_frame(ds: Dataset, path: str | Path, index: int) -> None:
+    """Strictly check frame ``index`` of 8-bit baseline JPEG pixel data (frames it cannot find: the decoder's job)."""
+    from pydicom.encaps import get_frame
+
+    try:
+        frame = get_frame(ds.PixelData, index, number_of_frames=int(ds.get("NumberOfFrames") or 1))
+    except Exception:  # noqa: BLE001 - malformed encapsulation: the decoder reports it
+        return
+    check_jpeg(path, frame)
 
 
 def _colour_to_gray(raw: np.ndarray, ds: Dataset, photometric: str, path: str | Path) -> np.ndarray:

@@ -11,8 +11,10 @@ Raster normalisation divides by the range of the storage type: 8-bit by 255,
 stretched per image; floating-point images are min-max scaled.  Colour and
 palette images become luminance 0.299 R + 0.587 G + 0.114 B (alpha ignored);
 EXIF orientation is applied.  Multi-frame files (TIFF, APNG, DICOM) need an
-explicit ``frame``.  DICOM details, and :class:`ImageMeta` (re-exported here),
-live in :mod:`reid_core.data.dicom`.
+explicit ``frame``.  JPEGs are checked strictly first (libjpeg warnings about
+corrupt or missing scan data are errors, see :mod:`reid_core.data.jpeg`).
+DICOM details, and :class:`ImageMeta` (re-exported here), live in
+:mod:`reid_core.data.dicom`.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from reid_core.data.dicom import (
     read_dataset,
     select_frame,
 )
+from reid_core.data.jpeg import check_jpeg
 from reid_core.errors import INTERRUPTS, ImageLoadError
 
 __all__ = ["DEFAULT_MAX_DECODED_BYTES", "DEFAULT_MAX_PIXELS", "ImageMeta", "load_image", "load_image_with_meta"]
@@ -48,6 +51,7 @@ _RASTER_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _ROWS_PER_STEP = 512  # colour → luminance in row blocks: no full-size float RGB copy
 _COLOUR_MODES = frozenset({"P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"})
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: a JPEG with further pictures appended
 
 
 def load_image(path: str | Path, frame: int | None = None,
@@ -124,6 +128,8 @@ def _load_raster(p: Path, frame: int | None, max_pixels: int) -> tuple[np.ndarra
         if im.format == "JPEG" and im.mode in ("RGB", "YCbCr"):
             im.draft("L", im.size)  # libjpeg outputs the Y (BT.601 luma) plane: a third of the memory
         check_decoded_bytes(p, rows, cols, *_decoded_layout(im.mode))
+        if im.format in _JPEG_FORMATS:
+            check_jpeg(p, _read_bounded(p))
         n_frames = int(getattr(im, "n_frames", 1) or 1)
         index = select_frame(p, n_frames, frame)
         try:
@@ -137,6 +143,15 @@ def _load_raster(p: Path, frame: int | None, max_pixels: int) -> tuple[np.ndarra
             raise ImageLoadError(p, f"corrupt or truncated image ({type(exc).__name__}: {exc})") from exc
     image = finalize(image, p)
     return image, ImageMeta(rows=image.shape[0], cols=image.shape[1], n_frames=n_frames)
+
+
+def _read_bounded(p: Path) -> bytes:
+    """The whole file, refused when it is larger than a decoded image may be."""
+    size = p.stat().st_size
+    if size > DEFAULT_MAX_DECODED_BYTES:
+        raise ImageLoadError(p, f"file of {size / 2**20:.0f} MiB is over the "
+                                f"{DEFAULT_MAX_DECODED_BYTES / 2**20:.0f} MiB per-image limit")
+    return p.read_bytes()
 
 
 def _decoded_layout(mode: str) -> tuple[int, int]:

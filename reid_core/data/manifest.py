@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reid_core.atomic import atomic_path
 from reid_core.errors import ManifestError
 from reid_core.data.splits import SPLITS, assign_splits
 
@@ -150,19 +151,31 @@ def _derive_study_order(df: pd.DataFrame) -> pd.DataFrame:
 
 def save_manifest(df: pd.DataFrame, path: str | Path) -> None:
     """Write a manifest as parquet atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def load_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a manifest written by :func:`save_manifest` and re-check its schema."""
+    """Read a manifest written by :func:`save_manifest` and re-check its schema.
+
+    A missing, unreadable or corrupt file (not Parquet, truncated, wrong column
+    types) raises :class:`ManifestError`.
+    """
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"no manifest at {path}")
-    return finalize_manifest(pd.read_parquet(path))
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ValueError, ... on bad files
+        raise ManifestError(f"{path}: not a readable manifest ({type(exc).__name__}); rebuild it with "
+                            "`cxr-reid prepare`") from None
+    try:
+        return finalize_manifest(df)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ManifestError(f"{path}: columns of the wrong type ({type(exc).__name__}); rebuild it with "
+                            "`cxr-reid prepare`") from None
 
 
 def problems_table(rows: list[dict] | None = None) -> pd.DataFrame:

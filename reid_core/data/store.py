@@ -23,13 +23,22 @@ class ImageStore:
         state_path = self.path.with_suffix(".state.json")
         if not self.path.exists() or not state_path.exists():
             raise WorkspaceError(f"no prepared image store at {self.path}; run `cxr-reid prepare`")
-        state = json.loads(state_path.read_text())
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(f"{state_path}: unreadable ({type(exc).__name__}); re-run `cxr-reid prepare`") from None
+        if not isinstance(state, dict):
+            raise WorkspaceError(f"{state_path}: not an image-store state; re-run `cxr-reid prepare`")
         if not state.get("complete"):
             raise WorkspaceError(
                 f"image store {self.path} is incomplete ({state.get('n_done', '?')}/{state.get('n', '?')} rows); "
                 "re-run `cxr-reid prepare` to finish it"
             )
-        self.array: np.ndarray = np.load(self.path, mmap_mode="r")
+        try:
+            self.array: np.ndarray = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # bad header, or shorter than the header says
+            raise WorkspaceError(f"{self.path}: not a readable image store ({exc}); delete it and re-run "
+                                 "`cxr-reid prepare`") from None
         if self.array.ndim != 3 or self.array.dtype != np.uint8:
             raise WorkspaceError(f"{self.path} is not an N×S×S uint8 array (got {self.array.dtype}{self.array.shape})")
         self.size = int(self.array.shape[1])

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
+
+from reid_core.atomic import write_text_atomic
 
 
 def _clean(value: Any) -> Any:
@@ -21,14 +22,7 @@ def _clean(value: Any) -> Any:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as indented JSON via a temp file + ``os.replace`` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(_clean(data), fh, indent=2, sort_keys=True, allow_nan=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False))
 
 
 class JsonlLog:
@@ -55,9 +49,7 @@ class JsonlLog:
                         kept.append(line)
                 except (ValueError, AttributeError):
                     continue  # a torn last line from a crash
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(k + "\n" for k in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:

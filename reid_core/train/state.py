@@ -1,7 +1,8 @@
 """Resume state: everything needed to continue a run exactly where it stopped, in ``embedder/resume/``.
 
 One atomic :func:`~reid_core.checkpoint.save_state` pair (``state.safetensors`` +
-``state.json``) holds the live model weights, the optimizer and scheduler state
+``state.json``; the previous generation stays as ``state_prev.*``, see
+:mod:`reid_core.train.generations`) holds the live model weights, the optimizer and scheduler state
 dicts, the cross-batch memory of every rank, the position (step, epoch, step in
 epoch) and the early-stopping bookkeeping, plus the config that wrote it. No
 sampler or RNG state is needed: batch order is a function of (seed, epoch) and
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection
 
-from reid_core.checkpoint import load_state, save_state
 from reid_core.errors import CheckpointError, TrainingError
+from reid_core.train.generations import has_state, load_newest_state, save_state_generation
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,14 @@ def resume_dir(embedder_dir: Path) -> Path:
 
 
 def has_resume_state(embedder_dir: Path) -> bool:
-    return (resume_dir(embedder_dir) / f"{STATE_NAME}.json").is_file()
+    return has_state(resume_dir(embedder_dir), STATE_NAME)
 
 
 def save_resume(embedder_dir: Path, *, model_state: dict, optimizer: dict, scheduler: dict,
                 objective_states: list[Any], progress: Progress, config: dict[str, Any],
                 world_size: int) -> None:
     """Atomically write the resume state (call right after ``state_dict()``: tensors alias live params)."""
-    folder = resume_dir(embedder_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_state(folder, STATE_NAME, {
+    save_state_generation(resume_dir(embedder_dir), STATE_NAME, {
         "version": STATE_VERSION, "model": dict(model_state), "optimizer": optimizer, "scheduler": scheduler,
         "objective": objective_states, "progress": progress.to_dict(), "config": config,
         "world_size": world_size})
@@ -78,7 +77,7 @@ def load_resume(embedder_dir: Path) -> dict[str, Any]:
     """The resume state; TrainingError (suggesting ``--no-resume``) when it is unreadable."""
     folder = resume_dir(embedder_dir)
     try:
-        state = load_state(folder, STATE_NAME)
+        state = load_newest_state(folder, STATE_NAME)
     except CheckpointError as exc:
         raise TrainingError(f"cannot resume: {exc}. Start over with --no-resume (resume=False)") from None
     if state.get("version") != STATE_VERSION:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reid_core.atomic import atomic_path
 from reid_core.embed import EmbeddingTable
 from reid_core.errors import WorkspaceError
 from reid_core.workspace import Workspace
@@ -108,13 +109,12 @@ def workspace_projection(ws: Workspace, method: str = "pca", dims: int = 2, seed
         return Projection(coords, ids, method, dims, from_cache=True)
     table = table if table is not None else EmbeddingTable.load(ws.embeddings_path)
     coords = project(table.embeddings, method, dims, seed)
-    tmp = path.with_name(path.name + ".tmp.npz")
     try:
-        np.savez(tmp, coords=coords, image_ids=table.image_ids.astype("U"), seed=np.int64(seed),
-                 source_mtime_ns=np.int64(source_mtime), method=np.array(method), dims=np.int64(dims))
-        tmp.replace(path)
+        with atomic_path(path, fsync=False) as tmp:  # a cache: losing it on a crash costs one recomputation
+            np.savez(tmp, coords=coords, image_ids=table.image_ids.astype("U"), seed=np.int64(seed),
+                     source_mtime_ns=np.int64(source_mtime), method=np.array(method), dims=np.int64(dims))
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass
     return Projection(coords, table.image_ids, method, dims, from_cache=False)
 
 

@@ -2,9 +2,11 @@
 
 Only the manifest columns of :data:`DISPLAY_COLUMNS` reach the screen, and the
 identifiers among them are pseudonyms for DICOM folders (``prepare`` replaces
-PatientIDs and SOP UIDs by keyed pseudonyms and dates by days from each patient's
-first study: :mod:`reid_core.pseudonyms`); for public datasets they are the
-datasets' own de-identified ids. Uploaded files contribute pixels only.
+PatientIDs and SOP UIDs by keyed pseudonyms: :mod:`reid_core.pseudonyms`); for
+public datasets they are the datasets' own de-identified ids. Dates appear as
+``study_day``, days from the patient's first study, and as calendar dates only
+where the user opted in (:mod:`reid_core.ui.dates`). Uploaded files contribute
+pixels only.
 """
 from __future__ import annotations
 
@@ -18,9 +20,11 @@ import numpy as np
 import pandas as pd
 
 from reid_core.data.manifest import NO_FINDING
+from reid_core.jsonfile import read_json_object
+from reid_core.ui.dates import day_text, study_days, with_study_days
 
-DISPLAY_COLUMNS: tuple[str, ...] = ("image_id", "patient_id", "study_order", "study_date", "view", "sex", "age",
-                                    "findings", "dataset", "split")
+DISPLAY_COLUMNS: tuple[str, ...] = ("image_id", "patient_id", "study_order", "study_day", "calendar_date", "view",
+                                    "sex", "age", "findings", "dataset", "split")
 COLOR_OPTIONS: tuple[str, ...] = ("patient", "sex", "age", "finding", "view", "split", "dataset")
 MULTIPLE_FINDINGS = "several findings"
 
@@ -38,8 +42,7 @@ class DatasetSummary:
     splits: pd.Series
     datasets: pd.Series
     findings: pd.Series  # one count per finding label (an image with two findings counts twice)
-    first_date: pd.Timestamp | None
-    last_date: pd.Timestamp | None
+    follow_up_days: int | None  # the longest span from a patient's first to last dated study
     age_median: float | None
 
 
@@ -58,7 +61,8 @@ def dataset_summary(manifest: pd.DataFrame) -> DatasetSummary:
     per_patient = manifest.groupby("patient_id").size()
     spp = per_patient.value_counts().sort_index()
     spp.index.name, spp.name = "images per patient", "patients"
-    dates = manifest["study_date"].dropna() if "study_date" in manifest else pd.Series(dtype="datetime64[ns]")
+    days = study_days(manifest["patient_id"], manifest["study_date"]).dropna() if "study_date" in manifest \
+        else pd.Series(dtype="Int64")
     ages = manifest["age"].dropna() if "age" in manifest else pd.Series(dtype=float)
 
     def counts(col: str) -> pd.Series:
@@ -68,7 +72,7 @@ def dataset_summary(manifest: pd.DataFrame) -> DatasetSummary:
         n_images=len(manifest), n_patients=int(per_patient.size), studies_per_patient=spp,
         views=counts("view"), sexes=counts("sex"), splits=counts("split"), datasets=counts("dataset"),
         findings=finding_counts(manifest["findings"]) if "findings" in manifest else pd.Series(dtype="int64"),
-        first_date=dates.min() if len(dates) else None, last_date=dates.max() if len(dates) else None,
+        follow_up_days=int(days.max()) if len(days) else None,
         age_median=float(ages.median()) if len(ages) else None,
     )
 
@@ -95,7 +99,12 @@ def color_values(frame: pd.DataFrame, by: str) -> tuple[np.ndarray, bool]:
 
 
 def display_frame(manifest: pd.DataFrame, image_ids: list[str] | np.ndarray | None = None) -> pd.DataFrame:
-    """The display columns of ``manifest`` (rows of ``image_ids`` in that order, when given)."""
+    """The display columns of ``manifest`` (rows of ``image_ids`` in that order, when given).
+
+    Dates are ``study_day`` (added here when the manifest lacks it); ``study_date`` is never shown.
+    """
+    if "study_day" not in manifest.columns:
+        manifest = with_study_days(manifest)
     cols = [c for c in DISPLAY_COLUMNS if c in manifest.columns]
     if image_ids is None:
         return manifest[cols].reset_index(drop=True)
@@ -109,12 +118,9 @@ def selection_csv(manifest: pd.DataFrame, image_ids: list[str]) -> str:
 
 
 def caption(row: pd.Series | dict) -> str:
-    """A one-line caption: ``id · patient · date · age · sex · view · findings``."""
+    """A one-line caption: ``id · patient · day N · age · sex · view · findings`` (see :func:`day_text`)."""
     get = row.get
-    parts = [str(get("image_id", "")), str(get("patient_id", ""))]
-    date = get("study_date")
-    if date is not None and not pd.isna(date):
-        parts.append(pd.Timestamp(date).strftime("%Y-%m-%d"))
+    parts = [str(get("image_id", "")), str(get("patient_id", "")), day_text(row)]
     age = get("age")
     if age is not None and not pd.isna(age):
         parts.append(f"{float(age):.0f} y")
@@ -162,7 +168,8 @@ def longitudinal_patients(manifest: pd.DataFrame, drift: pd.DataFrame) -> list[s
 
 # ---------------------------------------------------------------------------- report.json
 def load_report(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """``report.json`` as a dict; a missing or corrupt file raises :class:`WorkspaceError`."""
+    return read_json_object(path)
 
 
 def _num(value: Any) -> float:

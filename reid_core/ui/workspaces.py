@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from reid_core.errors import CxrReidError
+from reid_core.jsonfile import as_dict, read_json_object
 from reid_core.workspace import Artefact, Workspace
 
 DEFAULT_WORKSPACE = Path("workspaces/demo")
@@ -138,21 +140,24 @@ class EmbedderSummary:
 
 def embedder_summary(ws: Workspace) -> EmbedderSummary | None:
     """Backbone, dimension, resolution and training length from ``embedder/``; None when absent/unreadable."""
-    import json
-
     cfg_path = ws.embedder_dir / "config.json"
     if not (ws.embedder_dir / "model.safetensors").exists() or not cfg_path.exists():
         return None
     try:
-        meta = json.loads(cfg_path.read_text()).get("meta", {})
-        emb = meta.get("embedder", {})
+        meta = as_dict(read_json_object(cfg_path).get("meta"))
+        emb = as_dict(meta.get("embedder"))
         metrics_path = ws.embedder_dir / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    except (OSError, ValueError):
+        metrics = read_json_object(metrics_path) if metrics_path.exists() else {}
+        return EmbedderSummary(
+            backbone=str(emb.get("backbone", "?")), embedding_dim=int(emb.get("embedding_dim", 0)),
+            image_size=int(emb.get("image_size", 0)), steps=_number(metrics.get("steps")),
+            best_step=_number(metrics.get("best_step")), elapsed_s=_number(metrics.get("elapsed_s")),
+            train_findings=str(as_dict(as_dict(meta.get("extra")).get("train_config")).get("train_findings", "all")),
+        )
+    except (CxrReidError, TypeError, ValueError):
         return None
-    return EmbedderSummary(
-        backbone=str(emb.get("backbone", "?")), embedding_dim=int(emb.get("embedding_dim", 0)),
-        image_size=int(emb.get("image_size", 0)), steps=metrics.get("steps"),
-        best_step=metrics.get("best_step"), elapsed_s=metrics.get("elapsed_s"),
-        train_findings=str(meta.get("extra", {}).get("train_config", {}).get("train_findings", "all")),
-    )
+
+
+def _number(value: object) -> int | float | None:
+    """A JSON number, else None (a tampered metrics.json must not reach an f-string format)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None

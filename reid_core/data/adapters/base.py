@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MISSING_FILE = "missing file"
 DUPLICATE_ID = "duplicate image_id"
+OUTSIDE_ROOT = "outside the dataset root (absolute path or '..'); not opened"
 Problems = list[dict[str, str]]  # rows of the problems table ({"path", "reason"}), filled by _rows and build
 
 
@@ -88,6 +89,7 @@ class DatasetAdapter(ABC):
         rows = self._rows(root, problems, progress)
         rows = rows[[c for c in COLUMNS if c in rows.columns]].reset_index(drop=True)
         rows = self._drop_duplicates(rows, problems)
+        rows = self._drop_outside(rows, problems)
         if check_files:
             rows = self._drop_missing(root, rows, problems, progress)
         manifest = finalize_manifest(rows, dataset=self.dataset_name, frontal_only=frontal_only)
@@ -110,7 +112,11 @@ class DatasetAdapter(ABC):
     # ------------------------------------------------------------------ shared steps
     @staticmethod
     def _drop_duplicates(rows: pd.DataFrame, problems: Problems) -> pd.DataFrame:
-        """Keep the first row per image_id; a repeated row is only logged, another file with the same id is reported."""
+        """Keep the first row per image_id; another file with the same id is reported.
+
+        A file listed twice is kept once; when its rows disagree (other labels, view, patient...),
+        the warning says how many files that concerns and which columns, since the first row wins.
+        """
         if "image_id" not in rows.columns:
             return rows
         ids = rows["image_id"].astype(str)
@@ -121,7 +127,23 @@ class DatasetAdapter(ABC):
             problems.extend({"path": p, "reason": DUPLICATE_ID} for p in rows.loc[other_file, "path"].astype(str))
             log.warning("dropped %d repeated row(s) and %d file(s) whose image_id is taken",
                         int((dup & ~other_file).sum()), int(other_file.sum()))
+            _warn_conflicts(rows[~other_file], ids[~other_file])
         return rows[~dup].reset_index(drop=True)
+
+    @staticmethod
+    def _drop_outside(rows: pd.DataFrame, problems: Problems) -> pd.DataFrame:
+        """Drop paths that leave the root lexically (absolute, or with a '..' part) before any file is touched.
+
+        Whether such a file exists is never checked, so ``bad_files.csv`` cannot be used to probe the
+        machine's other folders. (Symlinks inside the root are followed: datasets often link image
+        folders from another disk.)
+        """
+        paths = rows["path"].astype(str)
+        outside = np.array([os.path.isabs(p) or ".." in Path(p).parts or p.startswith("~") for p in paths], dtype=bool)
+        if outside.any():
+            problems.extend({"path": p, "reason": OUTSIDE_ROOT} for p in paths[outside])
+            log.warning("%d listed path(s) point outside the dataset root; skipped", int(outside.sum()))
+        return rows[~outside].reset_index(drop=True)
 
     @staticmethod
     def _drop_missing(root: Path, rows: pd.DataFrame, problems: Problems, progress: bool) -> pd.DataFrame:
@@ -136,6 +158,19 @@ class DatasetAdapter(ABC):
 
     def _missing_metadata(self, root: Path, expected: str) -> DatasetError:
         return DatasetError(f"{self.name}: {expected} not found under {root}; expected layout: {self.layout}")
+
+
+def _warn_conflicts(rows: pd.DataFrame, ids: pd.Series) -> None:
+    """Warn when one file's repeated rows disagree on any column (the first row is the one kept)."""
+    repeated = ids.duplicated(keep=False)
+    if not repeated.any():
+        return
+    same = rows[repeated].astype(str).groupby(ids[repeated].to_numpy()).nunique() > 1
+    conflicting = same.any(axis=1)
+    if conflicting.any():
+        columns = sorted(same.columns[same.any(axis=0)])
+        log.warning("%d file(s) are listed more than once with different %s; the first row of each was kept",
+                    int(conflicting.sum()), ", ".join(columns))
 
 
 # ---------------------------------------------------------------------- helpers used by several adapters

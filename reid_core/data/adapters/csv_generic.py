@@ -1,7 +1,8 @@
 """Any CSV that lists images (``csv``): the user names the columns.
 
 Paths in the CSV are relative to the root given to ``build`` (absolute paths
-under the root are made relative; others are kept as they are). ``csv_path``
+under the root are made relative; absolute paths elsewhere and paths with a
+``..`` part are reported as outside the root and never opened). ``csv_path``
 is absolute, relative to the root, or relative to the working directory.
 Study order: dense rank per patient of ``order_col`` (numeric if it parses,
 else text), else of ``date_col``; with neither every image is study 0.
