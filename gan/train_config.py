@@ -26,7 +26,7 @@ networks with limited data"):
   :class:`~gan.config.GanConfig` (unset fields keep the preset's values; runs
   written before it was typed stored the same keys as a dict, which still loads).
 * ``amp`` (bf16 autocast) and ``channels_last`` apply on CUDA only; with amp the
-  architecture gets ``conv_clamp = 256`` unless ``arch`` sets it.
+  architecture gets ``conv_clamp = 256`` unless ``arch.conv_clamp`` sets a value.
 """
 from __future__ import annotations
 
