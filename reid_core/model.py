@@ -30,7 +30,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,6 @@ INPUT_MEAN = 0.5
 INPUT_STD = 0.25
 """Fixed scale dividing the centred input: [0, 1] → [-2, 2]."""
 
-POOLINGS: tuple[str, ...] = ("avg", "attention")
 EMBEDDING_DIM_RANGE: tuple[int, int] = (4, 128)
 # create_model arguments the Embedder sets itself; backbone_kwargs may not override them.
 _RESERVED_BACKBONE_KWARGS = frozenset({"pretrained", "in_chans", "num_classes", "global_pool", "drop_path_rate",
@@ -78,7 +77,7 @@ class EmbedderConfig(TypedConfig):
     backbone: str = "efficientnet_b3"
     embedding_dim: int = 64
     in_chans: int = 1
-    pooling: Literal["avg", "attention"] = "avg"
+    pooling: str = "avg"  # a name in POOLINGS
     normalize: bool = True
     head_hidden: int | None = None
     dropout: float = 0.0
@@ -89,6 +88,8 @@ class EmbedderConfig(TypedConfig):
     def validate(self) -> None:
         if not self.backbone:
             raise ValueError(f"backbone must be a non-empty timm model name, got {self.backbone!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
         lo, hi = EMBEDDING_DIM_RANGE
         if not lo <= self.embedding_dim <= hi:
             raise ValueError(f"embedding_dim must be an integer in {lo}..{hi}, got {self.embedding_dim!r}")
@@ -151,12 +152,18 @@ class AttentionPooling(Pooling):
         return pooled, weights
 
 
-def _make_pooling(kind: str, channels: int) -> Pooling:
-    if kind == "avg":
-        return AvgPooling()
-    if kind == "attention":
-        return AttentionPooling(channels)
-    raise ValueError(f"pooling must be one of {POOLINGS}, got {kind!r}")
+POOLINGS: dict[str, Callable[[int], Pooling]] = {
+    "avg": lambda channels: AvgPooling(),
+    "attention": AttentionPooling,
+}
+"""The registry of poolings (``EmbedderConfig.pooling``): name → factory of the backbone's channel count."""
+
+
+def make_pooling(name: str, channels: int) -> Pooling:
+    """The pooling called ``name`` over ``channels`` feature maps; ValueError naming the registered ones."""
+    if name not in POOLINGS:
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {name!r}")
+    return POOLINGS[name](channels)
 
 
 def _make_head(in_features: int, out_features: int, hidden: int | None, dropout: float) -> nn.Sequential:
@@ -200,7 +207,7 @@ class Embedder(nn.Module):
         self.config = config
         self.backbone = _create_backbone(config)
         self.num_features: int = int(self.backbone.num_features)
-        self.pool = _make_pooling(config.pooling, self.num_features)
+        self.pool = make_pooling(config.pooling, self.num_features)
         self.head = _make_head(self.num_features, config.embedding_dim, config.head_hidden, config.dropout)
 
     @property

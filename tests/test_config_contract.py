@@ -23,6 +23,7 @@ from reid_core.checkpoint import load_state
 from reid_core.errors import ConfigError
 from reid_core.model import EmbedderConfig
 from reid_core.train.config import AugmentConfig, LossParams, TrainConfig
+from reid_core.train.loss_kinds import ContrastiveXbmParams, MultiSimilarityParams, TripletParams
 from reid_core.typed_config import TypedConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +58,9 @@ CASES = [
     Case(CaeTrainConfig(res=32, betas=(0.5, 0.9), arch=CaeArch(w_dim=64)), "arch.n_dim=8", "arch.n_dim", 8,
          {"lr": "fast"}),
     Case(EncoderConfig(16, 4), "n_dim=8", "n_dim", 8, {"n_dim": True}),
+    Case(TripletParams(margin=0.2), "miner=hard", "miner", "hard", {"margin": "wide"}),
+    Case(MultiSimilarityParams(alpha=1.0), "epsilon=0.2", "epsilon", 0.2, {"beta": None}),
+    Case(ContrastiveXbmParams(memory_size=64), "neg_margin=1", "neg_margin", 1.0, {"memory_size": 6.4}),
 ]
 IDS = [type(c.example).__name__ for c in CASES]
 

@@ -16,10 +16,9 @@ from typing import ClassVar, Literal
 
 from reid_core.errors import ConfigError, TrainingError
 from reid_core.model import EmbedderConfig
+from reid_core.train.loss_kinds import get_loss
 from reid_core.typed_config import TypedConfig
 
-LOSSES: tuple[str, ...] = ("triplet", "multi_similarity", "contrastive_xbm")
-MINERS: tuple[str, ...] = ("semihard", "hard", "all")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
@@ -65,6 +64,8 @@ class AugmentConfig(TypedConfig):
 class LossParams(TypedConfig):
     """The less common knobs of the losses (the main ones, ``loss``/``miner``/``margin``, are on TrainConfig).
 
+    Each loss kind (:mod:`reid_core.train.loss_kinds`) reads its own parameters from here.
+
     ``ms_*``: MultiSimilarityLoss alpha/beta/base and MultiSimilarityMiner epsilon.
     ``pos_margin``/``neg_margin``: ContrastiveLoss margins (Euclidean distance of
     unit vectors, in [0, 2]). ``xbm_memory_size``: CrossBatchMemory queue length.
@@ -87,6 +88,8 @@ class LossParams(TypedConfig):
 class TrainConfig(TypedConfig):
     """Every option of ``cxr-reid train``; JSON round-trips through :meth:`to_dict` / :meth:`from_dict`.
 
+    ``loss`` names a kind in :data:`reid_core.train.loss_kinds.LOSSES`; ``margin``
+    and ``miner`` are the triplet loss's, the other kinds read ``loss_params``.
     Budget: ``epochs`` and/or ``max_steps`` (optimizer steps; the smaller wins and
     sets the cosine schedule's length). A batch holds ``batch_size`` images:
     ``batch_size // m_per_patient`` patients with ``m_per_patient`` images each,
@@ -104,7 +107,7 @@ class TrainConfig(TypedConfig):
     RECORD_KEYS: ClassVar[tuple[str, ...]] = ("extra.train_config",)
 
     model: EmbedderConfig = field(default_factory=EmbedderConfig)
-    loss: Literal["triplet", "multi_similarity", "contrastive_xbm"] = "triplet"
+    loss: str = "triplet"  # a name in reid_core.train.loss_kinds.LOSSES
     miner: Literal["semihard", "hard", "all"] = "semihard"
     margin: float = 0.1
     loss_params: LossParams = field(default_factory=LossParams)
@@ -154,11 +157,10 @@ class TrainConfig(TypedConfig):
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip_norm is not None and self.grad_clip_norm <= 0:
             raise ValueError(f"grad_clip_norm must be None or > 0, got {self.grad_clip_norm}")
+        get_loss(self.loss)  # refuses an unregistered name, listing the registered ones
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
-        if self.loss == "contrastive_xbm" and self.loss_params.xbm_memory_size < self.batch_size:
-            raise ValueError(f"loss_params.xbm_memory_size ({self.loss_params.xbm_memory_size}) must be >= "
-                             f"batch_size ({self.batch_size})")
+        get_loss(self.loss).check(self)
 
     @property
     def patients_per_batch(self) -> int:
