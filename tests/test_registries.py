@@ -1,13 +1,16 @@
-"""Contract tests driven by the registries: every loss kind and every pooling, whatever gets registered."""
+"""Contract tests driven by the registries: every loss kind, pooling and index kind, whatever gets registered."""
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 import reid_core  # noqa: F401  (before timm)
+from reid_core.index_kinds import INDEX_KINDS, IndexKind, get_index_kind
 from reid_core.model import POOLINGS, EmbedderConfig, Pooling, make_pooling
+from reid_core.retrieval import Index
 from reid_core.shipping import _miner_name
 from reid_core.train.config import TrainConfig
 from reid_core.train.loss_kinds import LOSSES, LossKind, get_loss, register_loss
@@ -86,3 +89,29 @@ def test_unknown_poolings_are_refused_listing_the_registered_ones():
         EmbedderConfig(pooling="max")
     with pytest.raises(ValueError, match="pooling must be one of"):
         make_pooling("max", 4)
+
+
+# --------------------------------------------------------------------------- index kinds
+
+@pytest.mark.parametrize("name", list(INDEX_KINDS))
+def test_index_kind_contract(name, tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 16))
+    x = (centres[rng.integers(0, 8, 600)] + 0.05 * rng.normal(size=(600, 16))).astype(np.float32)
+    ids = [f"img{i}" for i in range(600)]
+    assert isinstance(get_index_kind(name), IndexKind) and get_index_kind(name).name == name
+    index = Index.build(x, ids, kind=name)
+    assert index.kind == name and len(index) == 600
+    assert index.recall_at_k_vs_exact(x[:50], k=5) >= 0.9
+    d, found = index.search(x[:3], k=1)
+    assert list(found[:, 0]) == ids[:3] and np.allclose(d[:, 0], 0.0, atol=1e-3)
+    path = index.save(tmp_path)
+    kind = get_index_kind(name)
+    assert kind.file_fits(path, 600, 16) and not kind.file_fits(path, 6000, 16)  # size bounds before reading
+    loaded = Index.load(tmp_path)
+    assert loaded.kind == name and np.array_equal(loaded.search(x[:20], k=5)[1], index.search(x[:20], k=5)[1])
+
+
+def test_unknown_index_kinds_are_refused_listing_the_registered_ones():
+    with pytest.raises(ValueError, match=r"unknown index kind 'lsh'; choose one of \('flat', 'ivf', 'hnsw'"):
+        Index(16, kind="lsh")
