@@ -145,12 +145,23 @@ def _final_state(result) -> dict[str, torch.Tensor]:
     return out
 
 
+def _as_written_before_typed_arch(state_json: Path) -> None:
+    """Rewrite a resume state's config as runs wrote it when ``arch`` was a dict of only the set overrides."""
+    record = json.loads(state_json.read_text())
+    config = dict(record["meta"]["state"]["__dict__"])["config"]["__dict__"]
+    arch = next(pair for pair in config if pair[0] == "arch")
+    assert all(v is None for _, v in arch[1]["__dict__"])  # tiny() sets no override
+    arch[1] = {"__dict__": []}
+    state_json.write_text(json.dumps(record))
+
+
 def test_resume_after_a_stop_is_bit_identical(tmp_path):
     cfg = tiny(kimg=0.028)  # 7 steps: R1 on even steps, path length every 3rd, ADA every 2nd
     straight = train_gan(gan_workspace(tmp_path / "a"), cfg, progress=False)
     ws = gan_workspace(tmp_path / "b")
     first = train_gan(ws, cfg, progress=False, stop_after_kimg=0.012)  # stops after step 3, mid-interval
     assert not first.finished and first.steps == 3
+    _as_written_before_typed_arch(ws.gan_dir / "resume" / "state.json")
     resumed = train_gan(ws, cfg, progress=False)
     assert resumed.finished and resumed.resumed_from == 3 and resumed.steps == 7
     a, b = _final_state(straight), _final_state(resumed)
