@@ -170,19 +170,27 @@ class TypedConfig:
 
     @classmethod
     def from_dict(cls: type[T], data: Mapping[str, Any], _prefix: str = "") -> T:
-        """A config from plain data; ConfigError names the first unknown key or badly typed value."""
+        """A config from plain data; ConfigError names the first unknown, missing or badly typed key.
+
+        Types are checked by the construction (:meth:`check_types`); errors inside a
+        nested config name its full dotted path.
+        """
         if isinstance(data, cls):
             return data
         if not isinstance(data, Mapping):
             raise ConfigError(f"{_prefix.rstrip('.') or cls.__name__} must be a mapping, got {type(data).__name__}")
-        hints = field_hints(cls)
-        unknown = sorted(set(data) - set(hints))
+        names = cls.field_names()
+        unknown = sorted(set(data) - set(names), key=str)
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} key(s) {[_prefix + str(k) for k in unknown]}; "
-                              f"valid keys: {list(hints)}")
-        kwargs = {key: check_type(value, hints[key], _prefix + key) for key, value in data.items()}
+                              f"valid keys: {names}")
+        missing = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                   if f.name not in data and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ConfigError(f"{cls.__name__} needs key(s) {[_prefix + k for k in missing]}")
         try:
-            return cls(**kwargs)
+            return cls(**data)
         except ValueError as exc:
             message = str(exc)
             if _prefix and not message.startswith(_prefix):

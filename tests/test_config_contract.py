@@ -197,3 +197,8 @@ def test_nested_errors_name_the_full_path_and_overrides_parse_by_field_type():
     cfg = GanTrainConfig().with_overrides(["preset=64", "r1_gamma=null", "kimg=10"])
     assert (cfg.preset, cfg.r1_gamma, cfg.kimg) == ("64", None, 10.0)  # a str field keeps the text; ints → floats
     assert TrainConfig().with_overrides(['init_weights="w.safetensors"']).init_weights == "w.safetensors"
+    assert GanTrainConfig.from_dict({"preset": 64}).preset == "64"  # a hand-written JSON number names the preset
+    with pytest.raises(ConfigError, match=r"GanConfig needs key\(s\) \['resolution', 'c_dim'\]"):
+        GanConfig.from_dict({"z_dim": 8})
+    with pytest.raises(ConfigError, match=r"^arch\.w_dim must be of type int"):
+        GanTrainConfig.from_dict({"arch": {"w_dim": "wide"}})

@@ -16,7 +16,7 @@ from typing import ClassVar, Literal
 
 from reid_core.errors import ConfigError, TrainingError
 from reid_core.model import EmbedderConfig
-from reid_core.train.loss_kinds import get_loss
+from reid_core.train.loss_kinds import TripletMiner, get_loss
 from reid_core.typed_config import TypedConfig
 
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -108,7 +108,7 @@ class TrainConfig(TypedConfig):
 
     model: EmbedderConfig = field(default_factory=EmbedderConfig)
     loss: str = "triplet"  # a name in reid_core.train.loss_kinds.LOSSES
-    miner: Literal["semihard", "hard", "all"] = "semihard"
+    miner: TripletMiner = "semihard"
     margin: float = 0.1
     loss_params: LossParams = field(default_factory=LossParams)
     m_per_patient: int = 4

@@ -25,7 +25,7 @@ from reid_core.typed_config import TypedConfig
 if TYPE_CHECKING:
     from reid_core.train.config import TrainConfig
 
-MINERS: tuple[str, ...] = ("semihard", "hard", "all")
+TripletMiner = Literal["semihard", "hard", "all"]
 """The triplet miner's choices (``TrainConfig.miner``)."""
 
 
@@ -82,7 +82,7 @@ class TripletParams(TypedConfig):
     """``TripletMarginLoss(margin)`` on the triplets of ``TripletMarginMiner(margin, miner)``."""
 
     margin: float = 0.1
-    miner: Literal["semihard", "hard", "all"] = "semihard"
+    miner: TripletMiner = "semihard"
 
 
 @register_loss
