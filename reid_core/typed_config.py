@@ -8,8 +8,9 @@ such as timm keyword arguments) and nested ``TypedConfig`` dataclasses.
 * Construction checks every field's type (ints are accepted where floats are
   expected and become floats; lists become tuples; a nested config may be given
   as a mapping), then calls the class's :meth:`TypedConfig.validate` for its
-  range and cross-field rules. Subclasses override ``validate``, not
-  ``__post_init__``.
+  range and cross-field rules. Subclasses override ``validate``; one that must
+  normalise raw input before the type checks extends ``__post_init__`` and
+  calls ``super().__post_init__()``.
 * :meth:`TypedConfig.from_dict` refuses unknown keys naming the valid ones;
   missing keys take their defaults. :meth:`TypedConfig.to_dict` returns plain
   JSON (tuples as lists), so ``cls.from_dict(cfg.to_dict()) == cfg``.
@@ -21,7 +22,9 @@ such as timm keyword arguments) and nested ``TypedConfig`` dataclasses.
   holds either the config itself or a checkpoint record (``{"format": …, "meta":
   {…}}``) with the config under ``meta[<RECORD_KEYS>]``.
 
-Every refusal raises :class:`~reid_core.errors.ConfigError` (a ``ValueError``).
+Refusals raise :class:`~reid_core.errors.ConfigError` (a ``ValueError``); a
+``validate`` rule broken by a direct construction raises its own ``ValueError``,
+which :meth:`~TypedConfig.from_dict` re-raises as a ConfigError.
 """
 from __future__ import annotations
 
