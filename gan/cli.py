@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from gan.config import PRESETS
-from gan.train_config import GanTrainConfig, apply_gan_overrides, load_gan_train_config
+from gan.train_config import GanTrainConfig, load_gan_train_config
 from reid_core.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def gan_config_from_args(args: argparse.Namespace) -> GanTrainConfig:
              "unconditional": True if getattr(args, "unconditional", False) else None}
     overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
     try:
-        return apply_gan_overrides(config, overrides)
+        return config.with_overrides(overrides)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
 

@@ -29,16 +29,20 @@ Usage::
     cfg = GanConfig.preset("128", c_dim=64)
     G, D = build_generator(cfg), build_discriminator(cfg)
     GanConfig.from_dict(cfg.to_dict()) == cfg
+
+:class:`GanArchOverrides` is the typed form of "this preset, except …": one
+optional field per :class:`GanConfig` field a run may change (all but
+``resolution`` and ``c_dim``), None meaning the preset's value.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from gan.layers import DEFAULT_FIR
 from gan.networks import Discriminator, Generator, block_resolutions
+from reid_core.typed_config import TypedConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +59,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class GanConfig:
+class GanConfig(TypedConfig):
     """Architecture of a conditional generator/discriminator pair (see module docstring)."""
+
+    RECORD_KEYS: ClassVar[tuple[str, ...]] = ("gan", "gan_config")
 
     resolution: int
     c_dim: int
@@ -79,7 +85,7 @@ class GanConfig:
     conv_clamp: float | None = None
     fir: tuple[float, ...] = DEFAULT_FIR
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         block_resolutions(self.resolution)  # raises unless a power of two ≥ 8
         if self.c_dim < 0 or self.z_dim < 0 or (self.c_dim == 0 and self.z_dim == 0):
             raise ValueError(f"need c_dim ≥ 0, z_dim ≥ 0, not both 0 (got {self.c_dim}, {self.z_dim})")
@@ -87,7 +93,6 @@ class GanConfig:
                      "g_channel_base", "g_channel_max", "d_channel_base", "d_channel_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        object.__setattr__(self, "fir", tuple(float(t) for t in self.fir))
 
     @classmethod
     def preset(cls, name: str | int, c_dim: int, **overrides: Any) -> GanConfig:
@@ -97,20 +102,36 @@ class GanConfig:
             raise ValueError(f"unknown GAN preset {name!r}; choose from {sorted(PRESETS)}")
         return cls.from_dict({**PRESETS[key], "c_dim": c_dim, **overrides})
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (``fir`` as a list)."""
-        d = dataclasses.asdict(self)
-        d["fir"] = list(self.fir)
-        return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GanConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown GanConfig keys: {unknown}")
-        return cls(**d)
+@dataclass(frozen=True)
+class GanArchOverrides(TypedConfig):
+    """Changes to a preset's :class:`GanConfig` (``arch`` of a GAN run); None keeps the preset's value.
+
+    ``resolution`` and ``c_dim`` are not here: the run's ``res`` and the embeddings set them.
+    """
+
+    img_channels: int | None = None
+    z_dim: int | None = None
+    w_dim: int | None = None
+    mapping_layers: int | None = None
+    embed_features: int | None = None
+    mapping_lr_multiplier: float | None = None
+    w_avg_beta: float | None = None
+    g_channel_base: int | None = None
+    g_channel_max: int | None = None
+    d_channel_base: int | None = None
+    d_channel_max: int | None = None
+    cmap_dim: int | None = None
+    d_mapping_layers: int | None = None
+    d_mapping_lr_multiplier: float | None = None
+    mbstd_group_size: int | None = None
+    mbstd_num_channels: int | None = None
+    conv_clamp: float | None = None
+    fir: tuple[float, ...] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields that are set, as :meth:`GanConfig.preset` keyword overrides."""
+        return {name: value for name in self.field_names() if (value := getattr(self, name)) is not None}
 
 
 def build_generator(cfg: GanConfig) -> Generator:

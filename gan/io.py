@@ -41,7 +41,7 @@ G_NAME = "G_ema"
 """Stem of the generator's weights file in the workspace's ``gan/`` folder."""
 META_NAME = "config"
 """Stem of the JSON record next to it."""
-CONFIG_KEYS = ("gan", "gan_config")
+CONFIG_KEYS = GanConfig.RECORD_KEYS
 """Where the architecture may sit in the meta, in order of preference (``gan`` is what gan.train writes)."""
 
 

@@ -73,8 +73,8 @@ class GanTrainResult:
 
 
 def resolve_gan_config(cfg: GanTrainConfig, c_dim: int, amp: bool) -> GanConfig:
-    """The preset at ``cfg.resolution`` with ``c_dim`` and ``cfg.arch``; ``conv_clamp`` 256 under amp."""
-    arch = dict(cfg.arch)
+    """The preset at ``cfg.resolution`` with ``c_dim`` and ``cfg.arch``; ``conv_clamp`` 256 under amp unless set."""
+    arch = cfg.arch.changes()
     if amp and "conv_clamp" not in arch:
         arch["conv_clamp"] = AMP_CONV_CLAMP
     try:

@@ -1,10 +1,11 @@
 """Typed options of ``cxr-reid train-gan``: :class:`GanTrainConfig`.
 
 Every run writes the resolved config as JSON (``gan/train_config.json`` at the
-start and inside ``gan/config.json`` next to ``G_ema.safetensors``).
-:meth:`GanTrainConfig.from_dict` refuses unknown keys and wrongly typed values;
-:func:`apply_gan_overrides` applies ``key=value`` strings (``lr_g=0.002``,
-``arch.conv_clamp=256``) the way the embedder's ``--set`` does.
+start and inside ``gan/config.json`` next to ``G_ema.safetensors``). It is a
+:class:`~reid_core.typed_config.TypedConfig`: :meth:`GanTrainConfig.from_dict`
+refuses unknown keys and wrongly typed values, :meth:`GanTrainConfig.with_overrides`
+applies ``key=value`` strings (``lr_g=0.002``, ``arch.conv_clamp=256``) the way
+the embedder's ``--set`` does.
 
 Conventions (those of Karras et al. 2020, "Training generative adversarial
 networks with limited data"):
@@ -21,31 +22,31 @@ networks with limited data"):
   (None: off) caps it at ``ema_rampup · cur_nimg`` early in training.
 * ``augment``: ADA on D's inputs, ``p`` tuned toward ``ada_target`` every
   ``ada_interval`` steps, able to sweep 0 → 1 in ``ada_kimg``.
-* ``arch``: :class:`~gan.config.GanConfig` overrides on top of the preset.
+* ``arch``: :class:`~gan.config.GanArchOverrides`, typed changes to the preset's
+  :class:`~gan.config.GanConfig` (unset fields keep the preset's values; runs
+  written before it was typed stored the same keys as a dict, which still loads).
 * ``amp`` (bf16 autocast) and ``channels_last`` apply on CUDA only; with amp the
-  architecture gets ``conv_clamp = 256`` unless ``arch`` sets it.
+  architecture gets ``conv_clamp = 256`` unless ``arch.conv_clamp`` sets a value.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
-import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import ClassVar, Literal
 
-from gan.config import PRESETS
-from reid_core.errors import TrainingError
-from reid_core.train.config import check_type, parse_value
+from gan.config import PRESETS, GanArchOverrides
+from reid_core.errors import ConfigError, TrainingError
+from reid_core.typed_config import TypedConfig
 
 DEVICES = ("auto", "cpu", "cuda")
 SPLITS = ("all", "train")
 
 
 @dataclass
-class GanTrainConfig:
+class GanTrainConfig(TypedConfig):
     """Every option of a GAN training run (see module docstring); JSON round-trips."""
+
+    RECORD_KEYS: ClassVar[tuple[str, ...]] = ("train",)
 
     preset: str = "128"
     res: int | None = None  # None: the preset's resolution
@@ -78,16 +79,16 @@ class GanTrainConfig:
     amp: bool = True
     channels_last: bool = True
     num_workers: int = 0
-    arch: dict = field(default_factory=dict)
+    arch: GanArchOverrides = field(default_factory=GanArchOverrides)
 
     def __post_init__(self) -> None:
         if isinstance(self.preset, int) and not isinstance(self.preset, bool):
             self.preset = str(self.preset)  # `--set preset=64` parses as a number
-        hints = _hints()
-        for f in dataclasses.fields(self):
-            if f.name != "betas":
-                setattr(self, f.name, check_type(getattr(self, f.name), hints[f.name], f.name))
-        self.betas = _check_betas(self.betas)
+        super().__post_init__()
+
+    def validate(self) -> None:
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {list(self.betas)!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown GAN preset {self.preset!r}; choose from {sorted(PRESETS)}")
         for name in ("batch", "r1_interval", "pl_interval", "pl_batch_shrink", "ada_interval", "grid_rows",
@@ -109,83 +110,16 @@ class GanTrainConfig:
         for name in ("style_mixing_prob", "ada_target"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if "c_dim" in self.arch or "resolution" in self.arch:
-            raise ValueError("arch may not set c_dim (from the embeddings / unconditional) or resolution (res)")
 
     @property
     def resolution(self) -> int:
         """The training resolution: ``res`` or the preset's."""
         return self.res if self.res is not None else int(PRESETS[self.preset]["resolution"])
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (``betas`` as a list)."""
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GanTrainConfig:
-        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys raise ValueError."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a GAN training config must be a mapping, got {type(data).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ValueError(f"unknown GanTrainConfig key(s) {unknown}; valid keys: {names}")
-        return cls(**dict(data))
-
-
-@functools.cache
-def _hints() -> dict[str, Any]:
-    return typing.get_type_hints(GanTrainConfig)
-
-
-def _check_betas(value: Any) -> tuple[float, float]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in value)):
-        raise ValueError(f"betas must be two numbers, got {value!r}")
-    b1, b2 = float(value[0]), float(value[1])
-    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-        raise ValueError(f"betas must lie in [0, 1), got {value!r}")
-    return b1, b2
-
-
-def apply_gan_overrides(config: GanTrainConfig, overrides: Sequence[str]) -> GanTrainConfig:
-    """A copy with ``key=value`` overrides (``arch.<GanConfig field>=…`` reaches the architecture).
-
-    Values are parsed as JSON when they parse (``1e-3``, ``true``, ``null``,
-    ``[0, 0.99]``), else taken as strings; ValueError names the bad override.
-    """
-    data = config.to_dict()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"override {item!r} must look like key=value (e.g. lr_g=0.002 or arch.conv_clamp=256)")
-        head, dot, tail = key.partition(".")
-        if dot:
-            if head != "arch" or not tail or "." in tail:
-                raise ValueError(f"override {item!r}: only arch.<field> may be dotted")
-            data["arch"] = {**data["arch"], tail: parse_value(raw)}
-        elif head not in data:
-            raise ValueError(f"override {item!r}: unknown key {head!r}; valid keys: {sorted(data)}")
-        else:
-            data[head] = parse_value(raw)
-    return GanTrainConfig.from_dict(data)
-
 
 def load_gan_train_config(path: str | Path) -> GanTrainConfig:
     """A config from a JSON file: the config itself or a ``gan/config.json`` record (``meta.train``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"config file {path} not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise TrainingError(f"{path}: not valid JSON ({exc})") from None
-    if isinstance(data, dict) and isinstance(data.get("meta"), dict):
-        data = data["meta"].get("train", data)
-    try:
-        return GanTrainConfig.from_dict(data)
-    except ValueError as exc:
-        raise TrainingError(f"{path}: {exc}") from None
+        return GanTrainConfig.from_file(path)
+    except ConfigError as exc:
+        raise TrainingError(str(exc)) from None

@@ -53,3 +53,10 @@ class CheckpointError(CxrReidError):
 
 class TrainingError(CxrReidError):
     """Training cannot start or continue: unusable data, a bad config, or an incompatible resume state."""
+
+
+class ConfigError(CxrReidError, ValueError):
+    """A config (a file, a dict or a ``--set`` override) has an unknown key or a wrongly typed value.
+
+    A ``ValueError`` too, so code that validated configs with ``except ValueError`` keeps working.
+    """

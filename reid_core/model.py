@@ -30,7 +30,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,7 @@ import reid_core  # noqa: F401  (must precede ``import timm``: makes timm import
 import timm
 
 from reid_core.errors import CheckpointError
+from reid_core.typed_config import TypedConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ INPUT_MEAN = 0.5
 INPUT_STD = 0.25
 """Fixed scale dividing the centred input: [0, 1] → [-2, 2]."""
 
-POOLINGS: tuple[str, ...] = ("avg", "attention")
 EMBEDDING_DIM_RANGE: tuple[int, int] = (4, 128)
 # create_model arguments the Embedder sets itself; backbone_kwargs may not override them.
 _RESERVED_BACKBONE_KWARGS = frozenset({"pretrained", "in_chans", "num_classes", "global_pool", "drop_path_rate",
@@ -59,7 +59,7 @@ _PICKLE_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle",
 # --------------------------------------------------------------------------- config
 
 @dataclass
-class EmbedderConfig:
+class EmbedderConfig(TypedConfig):
     """Every option of an :class:`Embedder`; JSON round-trips through :meth:`to_dict` / :meth:`from_dict`.
 
     ``backbone``: any name in ``timm.list_models()``. ``embedding_dim``: output size
@@ -69,13 +69,15 @@ class EmbedderConfig:
     dropout before the head's linear layer(s). ``image_size``: the training size
     (informative). ``drop_path_rate``: stochastic depth of the backbone.
     ``backbone_kwargs``: extra JSON-able ``timm.create_model`` arguments (e.g.
-    ``{"img_size": 256}`` for a ViT).
+    ``{"img_size": 256}`` for a ViT). Field types are checked by :class:`TypedConfig`.
     """
+
+    RECORD_KEYS: ClassVar[tuple[str, ...]] = ("embedder",)
 
     backbone: str = "efficientnet_b3"
     embedding_dim: int = 64
     in_chans: int = 1
-    pooling: Literal["avg", "attention"] = "avg"
+    pooling: str = "avg"  # a name in POOLINGS
     normalize: bool = True
     head_hidden: int | None = None
     dropout: float = 0.0
@@ -83,28 +85,24 @@ class EmbedderConfig:
     drop_path_rate: float = 0.0
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.backbone, str) or not self.backbone:
+    def validate(self) -> None:
+        if not self.backbone:
             raise ValueError(f"backbone must be a non-empty timm model name, got {self.backbone!r}")
-        lo, hi = EMBEDDING_DIM_RANGE
-        if not _is_int(self.embedding_dim) or not lo <= self.embedding_dim <= hi:
-            raise ValueError(f"embedding_dim must be an integer in {lo}..{hi}, got {self.embedding_dim!r}")
-        if not _is_int(self.in_chans) or self.in_chans < 1:
-            raise ValueError(f"in_chans must be a positive integer, got {self.in_chans!r}")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if not isinstance(self.normalize, bool):
-            raise ValueError(f"normalize must be a bool, got {self.normalize!r}")
-        if self.head_hidden is not None and (not _is_int(self.head_hidden) or self.head_hidden < 1):
+            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
+        lo, hi = EMBEDDING_DIM_RANGE
+        if not lo <= self.embedding_dim <= hi:
+            raise ValueError(f"embedding_dim must be an integer in {lo}..{hi}, got {self.embedding_dim!r}")
+        if self.in_chans < 1:
+            raise ValueError(f"in_chans must be a positive integer, got {self.in_chans!r}")
+        if self.head_hidden is not None and self.head_hidden < 1:
             raise ValueError(f"head_hidden must be None or a positive integer, got {self.head_hidden!r}")
-        if not _is_real(self.dropout) or not 0.0 <= self.dropout < 1.0:
+        if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not _is_int(self.image_size) or self.image_size < 1:
+        if self.image_size < 1:
             raise ValueError(f"image_size must be a positive integer, got {self.image_size!r}")
-        if not _is_real(self.drop_path_rate) or not 0.0 <= self.drop_path_rate < 1.0:
+        if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be a number in [0, 1), got {self.drop_path_rate!r}")
-        if not isinstance(self.backbone_kwargs, dict):
-            raise ValueError(f"backbone_kwargs must be a dict, got {type(self.backbone_kwargs).__name__}")
         clash = sorted(_RESERVED_BACKBONE_KWARGS & set(self.backbone_kwargs))
         if clash:
             raise ValueError(f"backbone_kwargs may not set {clash}: the Embedder sets them itself "
@@ -113,32 +111,6 @@ class EmbedderConfig:
             json.dumps(self.backbone_kwargs, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"backbone_kwargs must be JSON-serialisable: {exc}") from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-serialisable dict of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EmbedderConfig":
-        """Build a config from :meth:`to_dict` output; missing fields take their defaults.
-
-        Unknown keys raise ValueError (a typo must not silently fall back to a default).
-        """
-        if not isinstance(data, dict):
-            raise TypeError(f"EmbedderConfig.from_dict needs a dict, got {type(data).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ValueError(f"unknown EmbedderConfig field(s) {unknown}; valid fields are {names}")
-        return cls(**data)
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -180,12 +152,18 @@ class AttentionPooling(Pooling):
         return pooled, weights
 
 
-def _make_pooling(kind: str, channels: int) -> Pooling:
-    if kind == "avg":
-        return AvgPooling()
-    if kind == "attention":
-        return AttentionPooling(channels)
-    raise ValueError(f"pooling must be one of {POOLINGS}, got {kind!r}")
+POOLINGS: dict[str, Callable[[int], Pooling]] = {
+    "avg": lambda channels: AvgPooling(),
+    "attention": AttentionPooling,
+}
+"""The registry of poolings (``EmbedderConfig.pooling``): name → factory of the backbone's channel count."""
+
+
+def make_pooling(name: str, channels: int) -> Pooling:
+    """The pooling called ``name`` over ``channels`` feature maps; ValueError naming the registered ones."""
+    if name not in POOLINGS:
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {name!r}")
+    return POOLINGS[name](channels)
 
 
 def _make_head(in_features: int, out_features: int, hidden: int | None, dropout: float) -> nn.Sequential:
@@ -229,7 +207,7 @@ class Embedder(nn.Module):
         self.config = config
         self.backbone = _create_backbone(config)
         self.num_features: int = int(self.backbone.num_features)
-        self.pool = _make_pooling(config.pooling, self.num_features)
+        self.pool = make_pooling(config.pooling, self.num_features)
         self.head = _make_head(self.num_features, config.embedding_dim, config.head_hidden, config.dropout)
 
     @property

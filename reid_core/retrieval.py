@@ -1,6 +1,6 @@
 """Nearest-neighbour search over image embeddings, keyed by ``image_id`` (FAISS).
 
-Kinds of index (all Euclidean/L2):
+Kinds of index (all Euclidean/L2; registered in :mod:`reid_core.index_kinds`):
 
 * ``"flat"`` (default) — ``IndexFlatL2``, exact brute force. Right up to a few
   hundred thousand images on one machine.
@@ -71,9 +71,9 @@ import numpy as np
 from reid_core._compat.faiss_tuning import prefer_blas_for, threads_for
 from reid_core.atomic import write_bytes_atomic, write_text_atomic
 from reid_core.errors import CxrReidError, WorkspaceError
+from reid_core.index_kinds import Ivf, get_index_kind
 from reid_core.jsonfile import read_json_object
 
-INDEX_KINDS = ("flat", "ivf", "hnsw")
 INDEX_FILE = "index.faiss"
 _FORMAT = "cxr-reid/index"
 _VERSION = 1
@@ -137,8 +137,7 @@ class Index:
         hnsw_m: int = HNSW_M,
         ef_search: int = DEFAULT_EF_SEARCH,
     ) -> None:
-        if kind not in INDEX_KINDS:
-            raise ValueError(f"unknown index kind {kind!r}; choose one of {INDEX_KINDS}")
+        self._kind = get_index_kind(kind)
         if int(dim) < 1:
             raise ValueError(f"dim must be ≥ 1, got {dim}")
         self.dim = int(dim)
@@ -149,13 +148,7 @@ class Index:
         self.ef_search = int(ef_search)
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
-        self._faiss: faiss.Index | None = None
-        if kind == "flat":
-            self._faiss = faiss.IndexFlatL2(self.dim)
-        elif kind == "hnsw":
-            self._faiss = faiss.IndexHNSWFlat(self.dim, self.hnsw_m)
-            self._faiss.hnsw.efSearch = self.ef_search
-        # "ivf" is created when the first batch arrives: it needs training data.
+        self._faiss: faiss.Index | None = self._kind.create(self)  # None: made from the first batch
 
     # -- construction ---------------------------------------------------------
     @classmethod
@@ -193,24 +186,13 @@ class Index:
             raise ValueError(f"{len(clash)} image id(s) already indexed, e.g. {clash[0]!r}")
         if len(x) == 0:
             return
-        if self._faiss is None:  # first IVF batch
-            self._faiss = self._new_ivf(x)
+        if self._faiss is None:  # a kind trained on its first batch (IVF): it fixes the cell parameters
+            self._faiss = self._kind.from_first_batch(self, x)
+            self._nlist, self._nprobe = int(self._faiss.nlist), int(self._faiss.nprobe)
         self._faiss.add(x)
         start = len(self._ids)
         self._ids.extend(ids)
         self._row.update({iid: start + k for k, iid in enumerate(ids)})
-
-    def _new_ivf(self, train: np.ndarray) -> faiss.IndexIVFFlat:
-        nlist = self._nlist or default_nlist(len(train))
-        if nlist > len(train):
-            raise ValueError(f"nlist={nlist} exceeds the {len(train)} training vectors")
-        quantizer = faiss.IndexFlatL2(self.dim)
-        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_L2)
-        ivf.train(train)
-        ivf.set_direct_map_type(faiss.DirectMap.Array)  # reconstruct() for search_id
-        ivf.nprobe = self._nprobe or default_nprobe(nlist)
-        self._nlist, self._nprobe = nlist, ivf.nprobe
-        return ivf
 
     # -- properties ---------------------------------------------------------
     def __len__(self) -> int:
@@ -231,16 +213,17 @@ class Index:
 
     @property
     def nlist(self) -> int | None:
-        return self._nlist if self.kind == "ivf" else None
+        """IVF cells (None for other kinds, and before an IVF index's first batch unless given)."""
+        return self._nlist if isinstance(self._kind, Ivf) else None
 
     @property
     def nprobe(self) -> int | None:
         """IVF cells visited per query (settable); None for other kinds."""
-        return self._nprobe if self.kind == "ivf" else None
+        return self._nprobe if isinstance(self._kind, Ivf) else None
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
-        if self.kind != "ivf":
+        if not isinstance(self._kind, Ivf):
             raise ValueError("nprobe applies to kind='ivf' only")
         if int(value) < 1:
             raise ValueError("nprobe must be ≥ 1")
@@ -249,13 +232,6 @@ class Index:
             self._faiss.nprobe = min(self._nprobe, self._nlist)
 
     # -- search ---------------------------------------------------------------
-    def _search_params(self, k: int):
-        if self.kind == "ivf":
-            return faiss.SearchParametersIVF(nprobe=int(min(self._nprobe, self._nlist)))
-        if self.kind == "hnsw":
-            return faiss.SearchParametersHNSW(efSearch=int(max(self.ef_search, k)))
-        return None
-
     def _clip_k(self, k: int, available: int) -> int:
         if int(k) < 1:
             raise ValueError(f"k must be ≥ 1, got {k}")
@@ -266,7 +242,7 @@ class Index:
         return int(k)
 
     def _raw_search(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return faiss_search(self._faiss, x, k, self._search_params(k))
+        return faiss_search(self._faiss, x, k, self._kind.search_params(self, k))
 
     def _to_output(self, d: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ids_arr = self._ids  # a list: index only the hits (an object array of every id cost ~0.1 s per search at 1M)
@@ -399,32 +375,21 @@ class Index:
         return index
 
 
-_FLAT_HEADER = 45  # fourcc, d, ntotal, 2 dummies, is_trained, metric, then the vector's length
-
-
 def _check_index_file(p: Path, kind: str, n: int, dim: object) -> None:
     """Bound what FAISS will allocate before it reads ``p``: a crafted header can claim gigabytes.
 
-    A flat index must be exactly the header plus ``n`` × ``dim`` float32 values, with
-    the header's dimension, count and vector length equal to the sidecar's; ANN
-    files (variable layout) must lie between the raw vectors' size and a generous
-    multiple of it.
+    Each kind knows its plausible sizes (:meth:`~reid_core.index_kinds.IndexKind.file_fits`):
+    a flat index is exactly its header plus ``n`` × ``dim`` float32 values.
     """
     if not isinstance(dim, int) or dim <= 0:
         raise WorkspaceError(f"{_sidecar(p)}: invalid dimension {dim!r}")
-    size, vectors = p.stat().st_size, n * dim * 4
-    if kind == "flat":
-        with p.open("rb") as fh:
-            head = fh.read(_FLAT_HEADER)
-        fields = (head[:4] in (b"IxF2", b"IxFI") and len(head) == _FLAT_HEADER,
-                  int.from_bytes(head[4:8], "little", signed=True) == dim,
-                  int.from_bytes(head[8:16], "little") == n, int.from_bytes(head[37:45], "little") == n * dim)
-        ok = size == _FLAT_HEADER + vectors and all(fields)
-    else:
-        ok = vectors <= size <= 16 * vectors + n * 4096 + (1 << 24)
-    if not ok:
-        raise WorkspaceError(f"{p}: {size} bytes do not fit {n} ids × {dim} dims of a {kind} index (corrupt, "
-                             f"or not the index of these embeddings): re-run `cxr-reid embed --force`")
+    try:
+        fits = get_index_kind(kind).file_fits(p, n, dim)
+    except ValueError as exc:
+        raise WorkspaceError(f"{_sidecar(p)}: {exc}") from None
+    if not fits:
+        raise WorkspaceError(f"{p}: {p.stat().st_size} bytes do not fit {n} ids × {dim} dims of a {kind} index "
+                             f"(corrupt, or not the index of these embeddings): re-run `cxr-reid embed --force`")
 
 
 def _sidecar(index_path: Path) -> Path:

@@ -118,9 +118,16 @@ def embedder_card(ws: Workspace, model: torch.nn.Module, result: ShipResult, har
 
 
 def _miner_name(cfg: dict[str, Any]) -> str | None:
-    """The miner actually used: ``miner`` applies to the triplet loss only (see reid_core.train.losses)."""
-    return {"triplet": cfg.get("miner"), "multi_similarity": "multi_similarity",
-            "contrastive_xbm": "none (cross-batch memory)"}.get(cfg.get("loss"), cfg.get("miner"))
+    """The miner the run trained with, as its loss kind names it (``miner`` reaches the triplet loss only)."""
+    from reid_core.train.config import TrainConfig
+    from reid_core.train.loss_kinds import get_loss
+
+    try:
+        config = TrainConfig.from_dict(cfg)
+    except ValueError:  # a record this version cannot read: report what it says
+        return cfg.get("miner")
+    kind = get_loss(config.loss)
+    return kind.miner_name(kind.params(config))
 
 
 def _fmt(x: Any, digits: int = 3) -> str:

@@ -178,7 +178,7 @@ def test_unconditional_networks():
 def test_config_round_trip_and_unknown_keys(tiny_cfg):
     d = json.loads(json.dumps(tiny_cfg.to_dict()))
     assert GanConfig.from_dict(d) == tiny_cfg
-    with pytest.raises(ValueError, match="unknown GanConfig keys"):
+    with pytest.raises(ValueError, match="unknown GanConfig key"):
         GanConfig.from_dict({**d, "channel_bsae": 3})
     with pytest.raises(ValueError, match="unknown GAN preset"):
         GanConfig.preset("512", c_dim=4)

@@ -17,11 +17,12 @@ import reid_core  # noqa: F401  (before timm)
 from ddp_helpers import run_two_ranks_and_compare
 from gan.cli import add_train_gan_arguments, gan_config_from_args, run_train_gan_command
 from gan import train as gan_train
+from gan.config import GanArchOverrides
 from gan.data import RealSampler
-from gan.resume import load_resume
+from gan.resume import check_resumable, load_resume
 from gan.io import load_generator
-from gan.train import measure_s_per_kimg, train_gan
-from gan.train_config import GanTrainConfig, apply_gan_overrides
+from gan.train import measure_s_per_kimg, resolve_gan_config, train_gan
+from gan.train_config import GanTrainConfig
 from reid_core.checkpoint import load_checkpoint
 from reid_core.data.manifest import load_manifest
 from reid_core.embed import EmbeddingTable
@@ -69,12 +70,31 @@ def test_config_round_trips_overrides_and_refusals():
         GanTrainConfig(res=48)
     with pytest.raises(ValueError, match="batch must be of type int"):
         GanTrainConfig.from_dict({"batch": "8"})
-    new = apply_gan_overrides(cfg, ["lr_g=0.002", "arch.mbstd_group_size=2", "preset=64", "r1_gamma=null",
-                                    "betas=[0.1, 0.95]"])
+    new = cfg.with_overrides(["lr_g=0.002", "arch.mbstd_group_size=2", "preset=64", "r1_gamma=null",
+                              "betas=[0.1, 0.95]"])
     assert (new.lr_g, new.arch, new.preset, new.r1_gamma, new.betas) == (
-        0.002, {"conv_clamp": 256, "mbstd_group_size": 2}, "64", None, (0.1, 0.95))
+        0.002, GanArchOverrides(conv_clamp=256, mbstd_group_size=2), "64", None, (0.1, 0.95))
     with pytest.raises(ValueError, match="unknown key 'lr'"):
-        apply_gan_overrides(cfg, ["lr=1"])
+        cfg.with_overrides(["lr=1"])
+
+
+def test_arch_overrides_are_typed_and_old_dict_records_still_load_and_resume():
+    with pytest.raises(ValueError, match=r"unknown key 'arch.c_dim'.*valid keys here: \[.*'conv_clamp'"):
+        tiny().with_overrides(["arch.c_dim=3"])  # c_dim comes from the embeddings, resolution from res
+    with pytest.raises(ValueError, match="arch.conv_clamp must be of type float"):
+        tiny().with_overrides(["arch.conv_clamp=high"])
+    with pytest.raises(ValueError, match=r"unknown GanArchOverrides key.*'arch.resolution'"):
+        GanTrainConfig.from_dict({"arch": {"resolution": 32}})
+    old = {**tiny().to_dict(), "arch": {"mbstd_group_size": 2}}  # how runs before the typed arch wrote it
+    cfg = GanTrainConfig.from_dict(old)
+    assert cfg.arch == GanArchOverrides(mbstd_group_size=2) and cfg.arch.changes() == {"mbstd_group_size": 2}
+    check_resumable({**tiny().to_dict(), "arch": {}}, tiny().to_dict(), Path("state"))  # an old state resumes
+    with pytest.raises(TrainingError, match="arch.mbstd_group_size"):
+        check_resumable({**tiny().to_dict(), "arch": {}}, cfg.to_dict(), Path("state"))
+    arch = resolve_gan_config(cfg, c_dim=C_DIM, amp=True)
+    assert (arch.mbstd_group_size, arch.conv_clamp, arch.resolution, arch.c_dim) == (2, 256, 16, C_DIM)
+    assert resolve_gan_config(tiny(arch={"conv_clamp": 64}), C_DIM, amp=True).conv_clamp == 64
+    assert resolve_gan_config(tiny(), C_DIM, amp=False).conv_clamp is None
 
 
 def test_sampler_covers_every_image_per_epoch_and_splits_ranks():
@@ -125,12 +145,23 @@ def _final_state(result) -> dict[str, torch.Tensor]:
     return out
 
 
+def _as_written_before_typed_arch(state_json: Path) -> None:
+    """Rewrite a resume state's config as runs wrote it when ``arch`` was a dict of only the set overrides."""
+    record = json.loads(state_json.read_text())
+    config = dict(record["meta"]["state"]["__dict__"])["config"]["__dict__"]
+    arch = next(pair for pair in config if pair[0] == "arch")
+    assert all(v is None for _, v in arch[1]["__dict__"])  # tiny() sets no override
+    arch[1] = {"__dict__": []}
+    state_json.write_text(json.dumps(record))
+
+
 def test_resume_after_a_stop_is_bit_identical(tmp_path):
     cfg = tiny(kimg=0.028)  # 7 steps: R1 on even steps, path length every 3rd, ADA every 2nd
     straight = train_gan(gan_workspace(tmp_path / "a"), cfg, progress=False)
     ws = gan_workspace(tmp_path / "b")
     first = train_gan(ws, cfg, progress=False, stop_after_kimg=0.012)  # stops after step 3, mid-interval
     assert not first.finished and first.steps == 3
+    _as_written_before_typed_arch(ws.gan_dir / "resume" / "state.json")
     resumed = train_gan(ws, cfg, progress=False)
     assert resumed.finished and resumed.resumed_from == 3 and resumed.steps == 7
     a, b = _final_state(straight), _final_state(resumed)

@@ -54,7 +54,7 @@ def test_config_round_trips_and_rejects_unknown_keys():
                          backbone_kwargs={"stem_width": 24})
     assert EmbedderConfig.from_dict(cfg.to_dict()) == cfg
     assert EmbedderConfig.from_dict({"embedding_dim": 16}).backbone == "efficientnet_b3"
-    with pytest.raises(ValueError, match="unknown EmbedderConfig field.*embeding_dim"):
+    with pytest.raises(ValueError, match="unknown EmbedderConfig key.*embeding_dim"):
         EmbedderConfig.from_dict({"embeding_dim": 16})
 
 

@@ -15,7 +15,7 @@ import reid_core  # noqa: F401  (before timm)
 from reid_core.checkpoint import load_embedder, read_checkpoint_meta
 from reid_core.errors import CxrReidError, TrainingError
 from reid_core.model import Embedder
-from reid_core.train import AugmentConfig, TrainConfig, apply_overrides, load_config, train_embedder
+from reid_core.train import AugmentConfig, TrainConfig, load_config, train_embedder
 from reid_core.train import loop as loop_module
 from reid_core.train.augment import augment_batch
 from reid_core.train.cli import add_train_arguments, run_train_command
@@ -33,7 +33,7 @@ from train_fixtures import make_workspace, tiny_config
 def test_config_round_trips_and_rejects_unknown_keys(tmp_path):
     cfg = tiny_config(loss="multi_similarity", augment=AugmentConfig(degrees=0.0))
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    with pytest.raises(ValueError, match=r"unknown config key.*'lrr'"):
+    with pytest.raises(ValueError, match=r"unknown TrainConfig key.*'lrr'"):
         TrainConfig.from_dict({"lrr": 1e-3})
     with pytest.raises(ValueError, match=r"augment\.hflipp"):
         TrainConfig.from_dict({"augment": {"hflipp": True}})
@@ -54,8 +54,8 @@ def test_config_round_trips_and_rejects_unknown_keys(tmp_path):
 
 
 def test_overrides_are_parsed_and_type_checked():
-    cfg = apply_overrides(TrainConfig(), ["lr=1e-3", "model.embedding_dim=32", "augment.hflip=true",
-                                          "max_steps=null", "loss=contrastive_xbm", "margin=1"])
+    cfg = TrainConfig().with_overrides(["lr=1e-3", "model.embedding_dim=32", "augment.hflip=true",
+                                        "max_steps=null", "loss=contrastive_xbm", "margin=1"])
     assert (cfg.lr, cfg.model.embedding_dim, cfg.augment.hflip, cfg.max_steps, cfg.loss, cfg.margin) == (
         1e-3, 32, True, None, "contrastive_xbm", 1.0)
     for bad, message in [("lrr=1", "unknown key 'lrr'"), ("lr=fast", "lr must be of type float"),
@@ -63,7 +63,7 @@ def test_overrides_are_parsed_and_type_checked():
                          ("lr.x=1", "not a nested config"), ("lr", "key=value"),
                          ("model.embedding_dim=1000", "embedding_dim must be an integer in 4..128")]:
         with pytest.raises(ValueError, match=message):
-            apply_overrides(TrainConfig(), [bad])
+            TrainConfig().with_overrides([bad])
 
 
 # --------------------------------------------------------------------------- augmentation and sampler
@@ -135,7 +135,7 @@ def test_normal_only_training_drops_abnormal_train_films_but_keeps_val(tmp_path)
     save_manifest(m, ws.manifest_path)
     with pytest.raises(TrainingError, match="train_findings=normal counts only.*No Finding"):
         load_training_data(ws, None, 0, normal_only=True)
-    assert apply_overrides(TrainConfig(), ["train_findings=normal"]).train_findings == "normal"
+    assert TrainConfig().with_overrides(["train_findings=normal"]).train_findings == "normal"
     with pytest.raises(ValueError, match="train_findings"):
         TrainConfig.from_dict({"train_findings": "abnormal"})
 

@@ -14,7 +14,7 @@ only if ``w`` can move).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from gan.config import GanConfig
 from reid_core.typed_config import TypedConfig
@@ -35,7 +35,7 @@ class CaeArch(TypedConfig):
     d_channel_base: int = 1024
     d_channel_max: int = 128
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         for name in ("n_dim", "w_dim", "mapping_layers", "g_channel_base", "g_channel_max", "e_channel_base",
                      "e_channel_max", "d_channel_base", "d_channel_max"):
             if getattr(self, name) < 1:
@@ -54,6 +54,8 @@ class CaeArch(TypedConfig):
 @dataclass(frozen=True)
 class CaeTrainConfig(TypedConfig):
     """Every option of a conditional-autoencoder run; JSON round-trips (see module docstring)."""
+
+    RECORD_KEYS: ClassVar[tuple[str, ...]] = ("train",)
 
     res: int = 64
     batch: int = 16
@@ -92,7 +94,7 @@ class CaeTrainConfig(TypedConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     arch: CaeArch = field(default_factory=CaeArch)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.res < 8 or self.res & (self.res - 1):
             raise ValueError(f"res must be a power of two >= 8, got {self.res}")
         if self.batch < 4 or self.batch % 2:

@@ -9,19 +9,23 @@ finite from the first step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from gan.layers import DEFAULT_FIR, EqualConv2d, EqualLinear, assert_shape
 from gan.networks import DiscriminatorBlock, block_resolutions, channels_for
+from reid_core.typed_config import TypedConfig
 
 LOGVAR_RANGE = (-8.0, 4.0)
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(TypedConfig):
     """What :class:`NuisanceEncoder` needs; stored with its weights (``encoder`` in the checkpoint meta)."""
+
+    RECORD_KEYS: ClassVar[tuple[str, ...]] = ("encoder",)
 
     resolution: int
     n_dim: int
@@ -29,21 +33,10 @@ class EncoderConfig:
     channel_max: int = 128
     img_channels: int = 1
 
-    def to_dict(self) -> dict[str, int]:
-        return {"resolution": self.resolution, "n_dim": self.n_dim, "channel_base": self.channel_base,
-                "channel_max": self.channel_max, "img_channels": self.img_channels}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EncoderConfig:
-        names = {"resolution", "n_dim", "channel_base", "channel_max", "img_channels"}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown EncoderConfig keys: {unknown}")
-        values = {k: data[k] for k in names if k in data}
-        for k, v in values.items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1 or v > 1 << 16:
-                raise ValueError(f"EncoderConfig.{k} must be an int in [1, 65536], got {v!r}")
-        return cls(**values)
+    def validate(self) -> None:
+        for name in self.field_names():
+            if not 1 <= getattr(self, name) <= 1 << 16:
+                raise ValueError(f"EncoderConfig.{name} must be an int in [1, 65536], got {getattr(self, name)!r}")
 
 
 class NuisanceEncoder(nn.Module):

@@ -9,9 +9,9 @@ resume), ``validate`` (mAP@R), ``runlog`` (JSONL log, atomic JSON), ``loop``
 """
 from typing import Any
 
-from reid_core.train.config import AugmentConfig, LossParams, TrainConfig, apply_overrides, load_config
+from reid_core.train.config import AugmentConfig, LossParams, TrainConfig, load_config
 
-__all__ = ["AugmentConfig", "LossParams", "TrainConfig", "TrainResult", "apply_overrides", "load_config",
+__all__ = ["AugmentConfig", "LossParams", "TrainConfig", "TrainResult", "load_config",
            "train_embedder"]
 
 

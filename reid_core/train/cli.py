@@ -45,7 +45,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig an argument namespace describes: file, then ``--set``, then the dedicated flags."""
-    from reid_core.train.config import apply_overrides, load_config
+    from reid_core.train.config import load_config
 
     config = load_config(args.config) if args.config else TrainConfig()
     overrides = list(args.overrides or [])
@@ -56,7 +56,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if getattr(args, "init_weights", None) is not None:
         overrides.append(f"init_weights={json.dumps(str(args.init_weights))}")
     try:
-        return apply_overrides(config, overrides)
+        return config.with_overrides(overrides)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
 

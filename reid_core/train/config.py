@@ -1,32 +1,29 @@
 """Typed training options: :class:`TrainConfig` (with nested model, augmentation and loss options).
 
 Every run saves its full config as JSON (``embedder/train_config.json`` at the
-start, and inside ``config.json`` next to the best weights). A config comes
-from :meth:`TrainConfig.from_dict` (unknown keys and wrongly typed values are
-refused with the valid choices), from a JSON file (:func:`load_config`; YAML
-too when PyYAML is installed) and from ``key=value`` overrides
-(:func:`apply_overrides`, e.g. ``lr=1e-3`` or ``model.embedding_dim=32``).
+start, and inside ``config.json`` next to the best weights). The classes are
+:class:`~reid_core.typed_config.TypedConfig` dataclasses: :meth:`TrainConfig.from_dict`
+refuses unknown keys and wrongly typed values with the valid choices,
+:meth:`TrainConfig.with_overrides` applies ``key=value`` strings (``lr=1e-3``,
+``model.embedding_dim=32``) and :func:`load_config` reads a JSON/YAML file or a
+checkpoint record.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import ClassVar, Literal
 
-from reid_core.errors import TrainingError
+from reid_core.errors import ConfigError, TrainingError
 from reid_core.model import EmbedderConfig
+from reid_core.train.loss_kinds import TripletMiner, get_loss
+from reid_core.typed_config import TypedConfig
 
-LOSSES: tuple[str, ...] = ("triplet", "multi_similarity", "contrastive_xbm")
-MINERS: tuple[str, ...] = ("semihard", "hard", "all")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
 @dataclass
-class AugmentConfig:
+class AugmentConfig(TypedConfig):
     """CXR-appropriate, batched augmentation; every strength 0 (or ``enabled=False``) is the identity.
 
     ``degrees``: max rotation; ``translate``: max shift as a fraction of the side;
@@ -48,8 +45,7 @@ class AugmentConfig:
     blur_sigma: float = 0.5
     hflip: bool = False
 
-    def __post_init__(self) -> None:
-        _check_fields(self)
+    def validate(self) -> None:
         for name in ("degrees", "translate", "scale", "brightness", "contrast", "gamma", "noise_std", "blur_sigma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)!r}")
@@ -65,8 +61,10 @@ class AugmentConfig:
 
 
 @dataclass
-class LossParams:
+class LossParams(TypedConfig):
     """The less common knobs of the losses (the main ones, ``loss``/``miner``/``margin``, are on TrainConfig).
+
+    Each loss kind (:mod:`reid_core.train.loss_kinds`) reads its own parameters from here.
 
     ``ms_*``: MultiSimilarityLoss alpha/beta/base and MultiSimilarityMiner epsilon.
     ``pos_margin``/``neg_margin``: ContrastiveLoss margins (Euclidean distance of
@@ -81,16 +79,17 @@ class LossParams:
     neg_margin: float = 0.5
     xbm_memory_size: int = 1024
 
-    def __post_init__(self) -> None:
-        _check_fields(self)
+    def validate(self) -> None:
         if self.xbm_memory_size < 1:
             raise ValueError(f"loss_params.xbm_memory_size must be >= 1, got {self.xbm_memory_size}")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(TypedConfig):
     """Every option of ``cxr-reid train``; JSON round-trips through :meth:`to_dict` / :meth:`from_dict`.
 
+    ``loss`` names a kind in :data:`reid_core.train.loss_kinds.LOSSES`; ``margin``
+    and ``miner`` are the triplet loss's, the other kinds read ``loss_params``.
     Budget: ``epochs`` and/or ``max_steps`` (optimizer steps; the smaller wins and
     sets the cosine schedule's length). A batch holds ``batch_size`` images:
     ``batch_size // m_per_patient`` patients with ``m_per_patient`` images each,
@@ -105,9 +104,11 @@ class TrainConfig:
     learned from normal anatomy; validation still uses every val image.
     """
 
+    RECORD_KEYS: ClassVar[tuple[str, ...]] = ("extra.train_config",)
+
     model: EmbedderConfig = field(default_factory=EmbedderConfig)
-    loss: Literal["triplet", "multi_similarity", "contrastive_xbm"] = "triplet"
-    miner: Literal["semihard", "hard", "all"] = "semihard"
+    loss: str = "triplet"  # a name in reid_core.train.loss_kinds.LOSSES
+    miner: TripletMiner = "semihard"
     margin: float = 0.1
     loss_params: LossParams = field(default_factory=LossParams)
     m_per_patient: int = 4
@@ -134,8 +135,7 @@ class TrainConfig:
     num_workers: int = 2
     init_weights: str | None = None
 
-    def __post_init__(self) -> None:
-        _check_fields(self)
+    def validate(self) -> None:
         positive = ("m_per_patient", "batch_size", "epochs", "grad_accum", "val_every", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -157,182 +157,23 @@ class TrainConfig:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip_norm is not None and self.grad_clip_norm <= 0:
             raise ValueError(f"grad_clip_norm must be None or > 0, got {self.grad_clip_norm}")
+        get_loss(self.loss)  # refuses an unregistered name, listing the registered ones
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
-        if self.loss == "contrastive_xbm" and self.loss_params.xbm_memory_size < self.batch_size:
-            raise ValueError(f"loss_params.xbm_memory_size ({self.loss_params.xbm_memory_size}) must be >= "
-                             f"batch_size ({self.batch_size})")
+        get_loss(self.loss).check(self)
 
     @property
     def patients_per_batch(self) -> int:
         return self.batch_size // self.m_per_patient
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-serialisable dict of every field (nested configs as dicts)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        """Build a config from :meth:`to_dict` output; missing fields take their defaults.
-
-        Raises ValueError on an unknown key (with the valid ones) or a wrongly typed value.
-        """
-        return _from_dict(cls, data, "")
-
-    def with_overrides(self, overrides: Sequence[str]) -> "TrainConfig":
-        """A copy with ``key=value`` overrides applied (see :func:`apply_overrides`)."""
-        return apply_overrides(self, overrides)
-
-
-# --------------------------------------------------------------------------- dict ⇄ dataclass, type checks
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; valid keys of "
-                         f"{prefix.rstrip('.') or 'the config'}: {names}")
-    hints = _hints(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if hint is EmbedderConfig:
-            try:
-                kwargs[key] = value if isinstance(value, EmbedderConfig) else EmbedderConfig.from_dict(dict(value))
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{prefix}{key}: {exc}") from None
-        elif dataclasses.is_dataclass(hint):
-            kwargs[key] = value if isinstance(value, hint) else _from_dict(hint, value, f"{prefix}{key}.")
-        else:
-            kwargs[key] = check_type(value, hint, prefix + key)
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise ValueError(f"{prefix}{exc}" if prefix else str(exc)) from None
-
-
-def check_type(value: Any, hint: Any, name: str) -> Any:
-    """``value`` if it fits the annotation ``hint`` (ints are accepted for floats); ValueError if not."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        if value in args and not isinstance(value, bool):
-            return value
-        raise ValueError(f"{name} must be one of {list(args)}, got {value!r}")
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return check_type(value, arg, name)
-            except ValueError as exc:
-                errors.append(str(exc))
-        raise ValueError(errors[0] if len(errors) == 1 else f"{name}: {value!r} fits none of {args}")
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-    elif origin is dict or hint is dict:
-        if isinstance(value, dict):
-            return value
-    else:  # pragma: no cover - only the annotations above are used in the configs
-        return value
-    type_name = getattr(hint, "__name__", str(hint))
-    raise ValueError(f"{name} must be of type {type_name}, got {type(value).__name__} {value!r}")
-
-
-# --------------------------------------------------------------------------- files and overrides
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TrainConfig from a JSON file (``.yaml``/``.yml`` too when PyYAML is installed).
+    """A TrainConfig from a JSON file (``.yaml``/``.yml`` too when PyYAML is installed); TrainingError if unusable.
 
     The file may hold the config itself or a checkpoint record with it under
     ``meta.extra.train_config`` (an ``embedder/config.json``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"config file {path} not found")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise TrainingError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); "
-                                "or write the config as JSON") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise TrainingError(f"{path}: not valid YAML ({exc})") from None
-    else:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise TrainingError(f"{path}: not valid JSON ({exc})") from None
-    if isinstance(data, dict) and isinstance(data.get("meta"), dict):
-        data = data["meta"].get("extra", {}).get("train_config", data)
     try:
-        return TrainConfig.from_dict(data)
-    except ValueError as exc:
-        raise TrainingError(f"{path}: {exc}") from None
-
-
-def parse_value(text: str) -> Any:
-    """An override's value: JSON when it parses (``1e-3``, ``true``, ``null``, ``[1,2]``), else the string."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        lowered = text.strip().lower()
-        if lowered in ("none", "null"):
-            return None
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        return text
-
-
-def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
-    """A new config with ``key=value`` overrides (dotted keys reach nested configs), type-checked.
-
-    Raises ValueError naming the bad override and the valid keys.
-    """
-    data = config.to_dict()
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"override {item!r} must look like key=value (e.g. lr=1e-3 or model.embedding_dim=32)")
-        node = data
-        parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            if not isinstance(node.get(part), dict):
-                where = ".".join(parts[:depth + 1])
-                raise ValueError(f"override {item!r}: {where!r} is not a nested config; "
-                                 f"nested configs are {[k for k, v in data.items() if isinstance(v, dict)]}")
-            node = node[part]
-        if parts[-1] not in node and not (len(parts) > 1 and parts[-2] == "backbone_kwargs"):
-            raise ValueError(f"override {item!r}: unknown key {key!r}; valid keys here: {sorted(node)}")
-        node[parts[-1]] = parse_value(raw)
-    return TrainConfig.from_dict(data)
-
-
-def _check_fields(obj: Any) -> None:
-    """Type-check every non-dataclass field of a config dataclass instance."""
-    for name, hint in _hints(type(obj)).items():
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(getattr(obj, name), hint):
-                raise ValueError(f"{name} must be a {hint.__name__} (use TrainConfig.from_dict for plain dicts)")
-            continue
-        setattr(obj, name, check_type(getattr(obj, name), hint, name))
+        return TrainConfig.from_file(path)
+    except ConfigError as exc:
+        raise TrainingError(str(exc)) from None

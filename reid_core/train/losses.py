@@ -1,5 +1,6 @@
 """The metric-learning objective: a pytorch-metric-learning loss, its miner, and (for XBM) a memory.
 
+The loss is the kind ``TrainConfig.loss`` names in :data:`reid_core.train.loss_kinds.LOSSES`:
 ``triplet``: ``TripletMarginLoss(margin)`` on the triplets of
 ``TripletMarginMiner(margin, type_of_triplets=miner)`` (semihard / hard / all).
 ``multi_similarity``: ``MultiSimilarityLoss`` on the pairs of
@@ -10,14 +11,18 @@ negatives. Losses run in float32 (embeddings are cast before the loss).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pytorch_metric_learning import losses, miners
+from pytorch_metric_learning import losses
 from torch import Tensor, nn
 
-from reid_core.train.config import LOSSES, MINERS, TrainConfig
+from reid_core.train.config import TrainConfig
+from reid_core.train.loss_kinds import get_loss
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,19 +66,12 @@ class Objective:
 
 
 def build_objective(config: TrainConfig) -> Objective:
-    """The loss (+ miner, + memory) named by ``config.loss`` / ``config.miner``; ValueError on unknown names."""
-    p = config.loss_params
-    if config.loss == "triplet":
-        if config.miner not in MINERS:
-            raise ValueError(f"unknown miner {config.miner!r}; choose one of {MINERS}")
-        return Objective(losses.TripletMarginLoss(margin=config.margin),
-                         miners.TripletMarginMiner(margin=config.margin, type_of_triplets=config.miner))
-    if config.loss == "multi_similarity":
-        return Objective(losses.MultiSimilarityLoss(alpha=p.ms_alpha, beta=p.ms_beta, base=p.ms_base),
-                         miners.MultiSimilarityMiner(epsilon=p.ms_epsilon))
-    if config.loss == "contrastive_xbm":
-        inner = losses.ContrastiveLoss(pos_margin=p.pos_margin, neg_margin=p.neg_margin)
-        memory = losses.CrossBatchMemory(inner, embedding_size=config.model.embedding_dim,
-                                         memory_size=p.xbm_memory_size)
-        return Objective(memory, None)
-    raise ValueError(f"unknown loss {config.loss!r}; choose one of {LOSSES}")
+    """The loss (+ miner, + memory) of the kind ``config.loss`` names; ValueError on an unknown name."""
+    kind = get_loss(config.loss)
+    params = kind.params(config)
+    default_miner = TrainConfig.__dataclass_fields__["miner"].default
+    if "miner" not in params.field_names() and config.miner != default_miner:
+        log.warning("miner=%s has no effect on the %s loss (its miner: %s)", config.miner, kind.name,
+                    kind.miner_name(params))
+    loss, miner = kind.build(params, config.model.embedding_dim)
+    return Objective(loss, miner)

@@ -1,0 +1,117 @@
+"""Contract tests driven by the registries: every loss kind, pooling and index kind, whatever gets registered."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+import reid_core  # noqa: F401  (before timm)
+from reid_core.index_kinds import INDEX_KINDS, IndexKind, get_index_kind
+from reid_core.model import POOLINGS, EmbedderConfig, Pooling, make_pooling
+from reid_core.retrieval import Index
+from reid_core.shipping import _miner_name
+from reid_core.train.config import TrainConfig
+from reid_core.train.loss_kinds import LOSSES, LossKind, get_loss, register_loss
+from reid_core.train.losses import build_objective
+from reid_core.typed_config import TypedConfig
+
+LABELS = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+
+
+# --------------------------------------------------------------------------- losses
+
+def test_the_registry_holds_the_losses_the_shipped_runs_used():
+    assert {"triplet", "multi_similarity", "contrastive_xbm"} <= set(LOSSES)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_loss_kind_contract(name):
+    kind = get_loss(name)
+    assert issubclass(kind, LossKind) and kind.name == name
+    assert issubclass(kind.Params, TypedConfig) and kind.Params.__dataclass_params__.frozen
+    config = TrainConfig(loss=name, batch_size=8, m_per_patient=2, model=EmbedderConfig(embedding_dim=8))
+    params = kind.params(config)
+    assert isinstance(params, kind.Params)
+    assert params == kind.Params()  # the Params defaults are the TrainConfig defaults: nothing moved
+    assert kind.Params.from_dict(params.to_dict()) == params
+    loss, miner = kind.build(params, 8)
+    assert isinstance(loss, torch.nn.Module) and (miner is None or isinstance(miner, torch.nn.Module))
+    assert isinstance(kind.miner_name(params), str) and kind.miner_name(params)
+    objective = build_objective(config)
+    assert type(objective.loss) is type(loss) and type(objective.miner) is type(miner)
+    z = torch.nn.functional.normalize(torch.randn(8, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    z.requires_grad_(True)
+    value = objective(z, LABELS)
+    value.backward()
+    assert value.ndim == 0 and torch.isfinite(value) and z.grad is not None and torch.isfinite(z.grad).all()
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_the_miner_option_reaches_only_the_kinds_that_take_it(name, caplog):
+    kind = get_loss(name)
+    base = TrainConfig(loss=name)
+    moved = base.with_overrides(["miner=all"])
+    takes_miner = "miner" in kind.Params.field_names()
+    assert (kind.params(moved) != kind.params(base)) == takes_miner
+    with caplog.at_level(logging.WARNING, logger="reid_core.train.losses"):
+        build_objective(moved)
+    assert ("has no effect" in caplog.text) == (not takes_miner)  # no longer silently ignored
+    assert _miner_name(moved.to_dict()) == kind.miner_name(kind.params(moved))  # the card asks the registry
+
+
+def test_unknown_losses_are_refused_listing_the_registered_ones():
+    with pytest.raises(ValueError, match=r"loss must be one of \[.*'contrastive_xbm'.*\], got 'arcface'"):
+        TrainConfig(loss="arcface")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig().with_overrides(["loss=arcface"])
+    with pytest.raises(ValueError, match="registered twice"):
+        register_loss(type("Again", (get_loss("triplet"),), {}))
+
+
+# --------------------------------------------------------------------------- poolings
+
+@pytest.mark.parametrize("name", list(POOLINGS))
+def test_pooling_contract(name):
+    pool = make_pooling(name, 6)
+    assert isinstance(pool, Pooling)
+    fmap = torch.randn(2, 6, 3, 4, generator=torch.Generator().manual_seed(1))
+    pooled, weights = pool(fmap)
+    assert pooled.shape == (2, 6) and weights.shape == (2, 3, 4)
+    assert torch.allclose(weights.sum(dim=(1, 2)), torch.ones(2)) and (weights >= 0).all()
+    assert torch.allclose(pooled, torch.einsum("bchw,bhw->bc", fmap, weights), atol=1e-6)  # a weighted sum
+    assert EmbedderConfig(pooling=name).pooling == name
+
+
+def test_unknown_poolings_are_refused_listing_the_registered_ones():
+    with pytest.raises(ValueError, match=r"pooling must be one of \['avg', 'attention'.*got 'max'"):
+        EmbedderConfig(pooling="max")
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        make_pooling("max", 4)
+
+
+# --------------------------------------------------------------------------- index kinds
+
+@pytest.mark.parametrize("name", list(INDEX_KINDS))
+def test_index_kind_contract(name, tmp_path):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(8, 16))
+    x = (centres[rng.integers(0, 8, 600)] + 0.05 * rng.normal(size=(600, 16))).astype(np.float32)
+    ids = [f"img{i}" for i in range(600)]
+    assert isinstance(get_index_kind(name), IndexKind) and get_index_kind(name).name == name
+    index = Index.build(x, ids, kind=name)
+    assert index.kind == name and len(index) == 600
+    assert index.recall_at_k_vs_exact(x[:50], k=5) >= 0.9
+    d, found = index.search(x[:3], k=1)
+    assert list(found[:, 0]) == ids[:3] and np.allclose(d[:, 0], 0.0, atol=1e-3)
+    path = index.save(tmp_path)
+    kind = get_index_kind(name)
+    assert kind.file_fits(path, 600, 16) and not kind.file_fits(path, 6000, 16)  # size bounds before reading
+    loaded = Index.load(tmp_path)
+    assert loaded.kind == name and np.array_equal(loaded.search(x[:20], k=5)[1], index.search(x[:20], k=5)[1])
+
+
+def test_unknown_index_kinds_are_refused_listing_the_registered_ones():
+    with pytest.raises(ValueError, match=r"unknown index kind 'lsh'; choose one of \('flat', 'ivf', 'hnsw'"):
+        Index(16, kind="lsh")
