@@ -34,8 +34,9 @@ PAGES = [
             url_path="counterfactual"),
 ]
 
-st.set_page_config(page_title="cxr-reid", page_icon=":material/radiology:", layout="wide")
 page = st.navigation(PAGES)
+# one browser-tab title per page ("Pair verification · cxr-reid"), set once the page is known
+st.set_page_config(page_title=f"{page.title} · cxr-reid", page_icon=":material/radiology:", layout="wide")
 
 
 def _use_custom_path() -> None:

@@ -32,6 +32,8 @@ logging.getLogger("pydicom").setLevel(logging.CRITICAL)  # its log lines can quo
 
 WORKSPACE_KEY = "workspace"
 MAX_THUMBNAILS = 36
+# plain text, not an emoji: captions are plain text and emoji render as empty boxes without an emoji font
+SAME_PATIENT_MARK = "[same patient]"
 # where the sidebar looks for workspaces: $CXR_REID_WORKSPACES, else workspaces/ next to app.py
 WORKSPACES = Path(os.environ.get("CXR_REID_WORKSPACES", Path(__file__).resolve().parents[1] / "workspaces"))
 
@@ -229,7 +231,7 @@ def image_grid(ws: Workspace, rows: pd.DataFrame, ncols: int = 6, captions: list
             img = thumbnail(ws, str(row["image_id"]))
             text = captions[k] if captions else caption(row)
             if flags is not None and flags[k]:
-                text = "✅ same patient · " + text
+                text = f"{SAME_PATIENT_MARK} · " + text
             if img is not None:
                 st.image(img, caption=text, width="stretch")
             else:

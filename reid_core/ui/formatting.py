@@ -1,0 +1,63 @@
+"""How dates and ages read on screen, decided once: every caption and table goes through these.
+
+* a study date is ``YYYY-MM-DD`` (no time of day: the manifests carry none);
+* an age is whole years completed (``30.57`` → ``30``), the way a clinician states it.
+
+:func:`for_display` applies both to a table's ``study_date`` and ``age`` columns;
+exports keep the stored values (:func:`reid_core.ui.tables.selection_csv`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_date(value: Any) -> str:
+    """``YYYY-MM-DD`` of a date-like value; ``""`` when missing or not a date."""
+    if _missing(value):
+        return ""
+    try:
+        return pd.Timestamp(value).strftime("%Y-%m-%d")
+    except (TypeError, ValueError):
+        return ""
+
+
+def age_years(value: Any) -> int | None:
+    """Whole years completed of an age in years (``30.57`` → ``30``); None when missing or not a number."""
+    if _missing(value):
+        return None
+    try:
+        age = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(math.floor(age)) if math.isfinite(age) else None
+
+
+def format_age(value: Any) -> str:
+    """``30 y`` (whole years completed); ``""`` when missing."""
+    years = age_years(value)
+    return "" if years is None else f"{years} y"
+
+
+def for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with ``study_date`` as ``YYYY-MM-DD`` text and ``age`` as whole years (nullable int).
+
+    Dates stay sortable as text (ISO order); other columns are untouched.
+    """
+    out = frame.copy()
+    if "study_date" in out.columns:
+        out["study_date"] = [format_date(v) or None for v in out["study_date"]]
+    if "age" in out.columns:
+        out["age"] = pd.array([age_years(v) for v in out["age"]], dtype="Int64")
+    return out
