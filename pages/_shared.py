@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from reid_core.longitudinal import drift_table, matched_drift_auc_ci
 from reid_core.ui.projection import Projection, workspace_projection
 from reid_core.ui.tables import caption, load_report
 from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES, load_uploaded_image
+from reid_core.ui.url_state import UrlField, changed, encode, parse_params
 from reid_core.ui.workspaces import build_commands, default_workspace, file_key, missing_artefacts
 from reid_core.workspace import Workspace
 
@@ -216,26 +218,109 @@ def thumbnail(ws: Workspace, image_id: str) -> np.ndarray | None:
         return None
 
 
+def open_links(ws: Workspace, image_id: str, patient_id: str | None) -> None:
+    """One-click links that open ``image_id`` elsewhere: retrieval query, verification A or B, the patient's
+    longitudinal view, the explorer (each a page link whose URL carries the state, so it can be shared too)."""
+    base = {"ws": workspace_param(ws)}
+    st.page_link("pages/4_retrieval.py", label="as retrieval query", icon=":material/image_search:",
+                 query_params={**base, "q": image_id})
+    st.page_link("pages/3_verification.py", label="as verification A", icon=":material/compare:",
+                 query_params={**base, "a": image_id})
+    st.page_link("pages/3_verification.py", label="as verification B", icon=":material/compare:",
+                 query_params={**base, "b": image_id})
+    if patient_id is not None:
+        st.page_link("pages/5_longitudinal.py", label=f"patient {patient_id} over time", icon=":material/timeline:",
+                     query_params={**base, "patient": patient_id})
+    st.page_link("pages/2_explorer.py", label="on the map, with neighbours", icon=":material/scatter_plot:",
+                 query_params={**base, "id": image_id})
+
+
 def image_grid(ws: Workspace, rows: pd.DataFrame, ncols: int = 6, captions: list[str] | None = None,
-               limit: int = MAX_THUMBNAILS, flags: list[bool] | None = None) -> None:
-    """Thumbnails of ``rows`` (manifest rows) with display captions; ``flags`` marks rows (e.g. true patient)."""
+               limit: int = MAX_THUMBNAILS, flags: list[bool] | None = None, key: str | None = None,
+               links: bool = True) -> None:
+    """Thumbnails of ``rows`` (manifest rows) with display captions; ``flags`` marks rows (e.g. true patient).
+
+    ``key``: more than ``limit`` rows are paged (a page number under that key); without one only the first
+    ``limit`` show. ``links``: an "Open…" menu under each thumbnail (:func:`open_links`).
+    """
     if image_store(ws) is None:
         st.info(f"No prepared images to show: run `cxr-reid prepare --workspace {ws.root}`")
         return
+    start = 0
     if len(rows) > limit:
-        st.caption(f"showing the first {limit} of {len(rows)} images")
-    rows = rows.head(limit)
+        if key is None:
+            st.caption(f"showing the first {limit} of {len(rows)} images")
+        else:
+            n_pages = -(-len(rows) // limit)
+            page = int(st.number_input(f"gallery page (of {n_pages})", 1, n_pages, 1, 1, key=f"{key}_page"))
+            start = (min(page, n_pages) - 1) * limit
+            st.caption(f"images {start + 1}–{min(start + limit, len(rows))} of {len(rows)}")
+    rows = rows.iloc[start:start + limit]
     cols = st.columns(ncols)
     for k, (_, row) in enumerate(rows.iterrows()):
         with cols[k % ncols]:
             img = thumbnail(ws, str(row["image_id"]))
-            text = captions[k] if captions else caption(row)
-            if flags is not None and flags[k]:
+            text = captions[start + k] if captions else caption(row)
+            if flags is not None and flags[start + k]:
                 text = f"{SAME_PATIENT_MARK} · " + text
             if img is not None:
                 st.image(img, caption=text, width="stretch")
             else:
                 st.caption(text)
+            if links:
+                with st.popover("Open…", width="stretch"):
+                    pid = row.get("patient_id")
+                    open_links(ws, str(row["image_id"]), None if pid is None or pd.isna(pid) else str(pid))
+
+
+def linked_table(ws: Workspace, table: pd.DataFrame | Any, key: str, rows: pd.DataFrame | None = None) -> None:
+    """``st.dataframe`` of ``table`` (a frame or a Styler) where choosing a row offers :func:`open_links` for it.
+
+    ``rows``: the plain frame behind a Styler (its ``image_id`` / ``patient_id`` columns name the row).
+    """
+    plain = rows if rows is not None else table
+    event = st.dataframe(table, hide_index=True, width="stretch", key=key, on_select="rerun",
+                         selection_mode="single-row")
+    chosen = list(getattr(getattr(event, "selection", None), "rows", None) or [])
+    if not chosen or chosen[0] >= len(plain):
+        st.caption("Choose a row (the box at its left) to open that image elsewhere.")
+        return
+    row = plain.iloc[chosen[0]]
+    st.markdown(f"Open **{row['image_id']}**:")
+    with st.container(horizontal=True):
+        pid = row.get("patient_id")
+        open_links(ws, str(row["image_id"]), None if pid is None or pd.isna(pid) else str(pid))
+
+
+# ---------------------------------------------------------------------------- state in the URL
+_URL_WRITTEN = "_url_written"
+
+
+def workspace_param(ws: Workspace) -> str:
+    """The workspace as the URL names it: its folder name under the workspaces root, else its full path."""
+    root = ws.root.resolve()
+    return root.name if root.parent == WORKSPACES.resolve() else str(root)
+
+
+def sync_url(page: str, fields: tuple[UrlField, ...]) -> None:
+    """Before a page's widgets: URL parameters that changed since this page last wrote them (a shared link,
+    a link from another page, back/forward) set their widget keys; invalid values are ignored."""
+    params = st.query_params.to_dict()
+    written = st.session_state.get(_URL_WRITTEN, {}).get(page)
+    for key, value in parse_params(params, fields, only=changed(params, written, fields)).items():
+        st.session_state[key] = value
+
+
+def write_url(page: str, fields: tuple[UrlField, ...]) -> None:
+    """After a page's widgets: their values into the URL (reload and shared links restore the view)."""
+    out = encode({f.key: st.session_state.get(f.key) for f in fields}, fields)
+    for f in fields:
+        if f.param in out:
+            if st.query_params.get(f.param) != out[f.param]:
+                st.query_params[f.param] = out[f.param]
+        elif f.param in st.query_params:
+            del st.query_params[f.param]
+    st.session_state.setdefault(_URL_WRITTEN, {})[page] = out
 
 
 def query_picker(ws: Workspace, label: str, key: str, options: list[str], default_index: int = 0,

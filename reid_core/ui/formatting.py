@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -56,8 +57,11 @@ def for_display(frame: pd.DataFrame) -> pd.DataFrame:
     Dates stay sortable as text (ISO order); other columns are untouched.
     """
     out = frame.copy()
-    if "study_date" in out.columns:
-        out["study_date"] = [format_date(v) or None for v in out["study_date"]]
+    if "study_date" in out.columns:  # vectorised: a 100k-image selection is formatted in milliseconds
+        dates = pd.to_datetime(out["study_date"], errors="coerce")
+        out["study_date"] = dates.dt.strftime("%Y-%m-%d").astype(object).where(dates.notna(), None)
     if "age" in out.columns:
-        out["age"] = pd.array([age_years(v) for v in out["age"]], dtype="Int64")
+        ages = pd.to_numeric(out["age"], errors="coerce").to_numpy(dtype=float)
+        whole = np.floor(np.where(np.isfinite(ages), ages, np.nan))
+        out["age"] = pd.array([None if np.isnan(v) else int(v) for v in whole], dtype="Int64")
     return out
