@@ -302,13 +302,16 @@ def workspace_param(ws: Workspace) -> str:
     return root.name if root.parent == WORKSPACES.resolve() else str(root)
 
 
-def sync_url(page: str, fields: tuple[UrlField, ...]) -> None:
+def sync_url(page: str, fields: tuple[UrlField, ...]) -> dict[str, Any]:
     """Before a page's widgets: URL parameters that changed since this page last wrote them (a shared link,
-    a link from another page, back/forward) set their widget keys; invalid values are ignored."""
+    a link from another page, back/forward) set their widget keys; invalid values are ignored.
+    Returns ``{key: value}`` of what was set."""
     params = st.query_params.to_dict()
     written = st.session_state.get(_URL_WRITTEN, {}).get(page)
-    for key, value in parse_params(params, fields, only=changed(params, written, fields)).items():
+    applied = parse_params(params, fields, only=changed(params, written, fields))
+    for key, value in applied.items():
         st.session_state[key] = value
+    return applied
 
 
 def write_url(page: str, fields: tuple[UrlField, ...]) -> None:

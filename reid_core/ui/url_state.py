@@ -23,11 +23,13 @@ Parser = Callable[[str], Any]
 
 @dataclass(frozen=True)
 class UrlField:
-    """One piece of a page's state: ``param`` in the URL, ``key`` in ``st.session_state``, ``parse`` text → value."""
+    """One piece of a page's state: ``param`` in the URL, ``key`` in ``st.session_state``, ``parse`` text → value;
+    a value equal to ``default`` is left out of the URL (``pc3=0`` for every untouched slider is noise)."""
 
     param: str
     key: str
     parse: Parser
+    default: Any = None
 
 
 def choice(options: Iterable[Any], cast: Callable[[str], Any] = str) -> Parser:
@@ -95,11 +97,11 @@ def changed(params: Mapping[str, str], written: Mapping[str, str] | None, fields
 
 
 def encode(values: Mapping[str, Any], fields: Iterable[UrlField]) -> dict[str, str]:
-    """``{param: text}`` of the fields whose key has a value in ``values`` (None values are left out)."""
+    """``{param: text}`` of the fields whose key has a value in ``values`` (None and default values left out)."""
     out: dict[str, str] = {}
     for f in fields:
         value = values.get(f.key)
-        if value is None:
+        if value is None or (f.default is not None and value == f.default):
             continue
         out[f.param] = f"{value:g}" if isinstance(value, float) else str(value)
     return out
