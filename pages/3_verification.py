@@ -69,6 +69,9 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
         decision = (f"Decision: :green[**SAME patient**] (p = {result.probability:.3f} ≥ {threshold:.2f})" if same
                     else f"Decision: :red[**DIFFERENT patients**] (p = {result.probability:.3f} < {threshold:.2f})")
         st.markdown(f"#### {decision}")
+        if a["caveats"] or b["caveats"]:
+            st.warning("Out of distribution: this decision involves an upload that does not look like this "
+                       "workspace's radiographs (reasons above). It is shown, not vouched for.")
         st.caption(p_same_explanation(ver.fit_stats, report(ws)))
         if a["row"] is not None and b["row"] is not None:
             truth = str(a["row"]["patient_id"]) == str(b["row"]["patient_id"])

@@ -47,6 +47,9 @@ if require(ws, PAGE_NEEDS["retrieval"], "Retrieval"):
         with q_col:
             show_query(query, "query")
         with t_col:
+            if query["caveats"]:
+                st.warning("Out of distribution: the query does not look like this workspace's radiographs "
+                           "(reasons above). These results are shown, not vouched for.")
             if patient is not None:
                 st.markdown(own_films_found(m, query["image_id"], table).sentence() + f" (patient `{patient}`)")
                 styled = table.style.apply(

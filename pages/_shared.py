@@ -23,6 +23,7 @@ from reid_core.data.store import ImageStore
 from reid_core.embed import EmbeddingTable
 from reid_core.errors import CxrReidError
 from reid_core.longitudinal import drift_table, matched_drift_auc_ci
+from reid_core.ood import DistanceReference, raster_preview, upload_warnings
 from reid_core.ui.projection import Projection, workspace_projection
 from reid_core.ui.tables import caption, load_report
 from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES, load_uploaded_image
@@ -195,6 +196,22 @@ def embed_upload(ws: Workspace, name: str, data: bytes) -> tuple[np.ndarray, np.
     return _embed_upload(file_key(ws.embedder_dir / "model.safetensors"), name, data)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _distance_reference(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> DistanceReference | None:
+    m, emb = _aligned(manifest_key, emb_key)
+    if len(emb) < 2:
+        return None
+    return DistanceReference.from_embeddings(emb, m["patient_id"].to_numpy())
+
+
+def upload_caveats(ws: Workspace, name: str, data: bytes, vector: np.ndarray) -> list[str]:
+    """Why an upload may not be a frontal radiograph of this workspace's kind (:mod:`reid_core.ood`); [] if none."""
+    m, emb = aligned_embeddings(ws)
+    nearest = float(np.min(np.linalg.norm(emb - vector[None, :], axis=1))) if len(emb) else float("inf")
+    reference = _distance_reference(file_key(ws.manifest_path), file_key(ws.embeddings_path))
+    return upload_warnings(raster_preview(name, data), nearest, reference)
+
+
 @st.cache_data(show_spinner="computing saliency maps…", max_entries=32)
 def _saliency(weights_key: tuple[str, int], img_a: np.ndarray, img_b: np.ndarray):
     from reid_core.saliency import pair_saliency
@@ -330,8 +347,9 @@ def query_picker(ws: Workspace, label: str, key: str, options: list[str], defaul
                  allow_upload: bool = True) -> dict | None:
     """A query image from the workspace or an upload.
 
-    Returns ``{"image_id", "row", "image", "vector", "source"}`` (``image_id``/``row`` None for
-    uploads), or None when nothing usable is chosen; upload problems are shown with ``st.error``.
+    Returns ``{"image_id", "row", "image", "vector", "source", "caveats"}`` (``image_id``/``row`` None for
+    uploads; ``caveats``: why an upload may be out of distribution, also shown with ``st.warning``), or None
+    when nothing usable is chosen; upload problems are shown with ``st.error``.
     """
     has_embedder = (ws.embedder_dir / "model.safetensors").exists()
     source = st.radio(f"{label} from", ("workspace", "upload"), horizontal=True, key=f"{key}_source",
@@ -347,7 +365,7 @@ def query_picker(ws: Workspace, label: str, key: str, options: list[str], defaul
             st.error(f"{image_id} has no embedding; re-run `cxr-reid embed --workspace {ws.root}`")
             return None
         return {"image_id": image_id, "row": m.iloc[pos[0]], "image": thumbnail(ws, image_id),
-                "vector": emb[pos[0]], "source": "workspace"}
+                "vector": emb[pos[0]], "source": "workspace", "caveats": []}
     if not has_embedder:
         st.warning(f"Uploads need the trained embedder: run `cxr-reid train --workspace {ws.root}`")
         return None
@@ -361,7 +379,12 @@ def query_picker(ws: Workspace, label: str, key: str, options: list[str], defaul
     except CxrReidError as exc:
         st.error(f"Cannot use this upload: {exc}")
         return None
-    return {"image_id": None, "row": None, "image": image, "vector": vector, "source": "upload"}
+    caveats = upload_caveats(ws, upload.name, upload.getvalue(), vector)
+    if caveats:
+        st.warning(f"{label} may not be a frontal chest radiograph like this workspace's: " + "; ".join(caveats)
+                   + ". Its results are shown, but do not trust them.")
+    return {"image_id": None, "row": None, "image": image, "vector": vector, "source": "upload",
+            "caveats": caveats}
 
 
 def show_query(query: dict, title: str) -> None:
