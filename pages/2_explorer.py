@@ -90,8 +90,10 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     marks = highlight_traces(coords, frame, selection=selected, focus=focus,
                              neighbours=[str(i) for i in nn if i is not None] if nn is not None else (),
                              patient=patient)
+    # a new selection or inspected point changes the revision: the map returns to pan mode, where clicks work
+    revision = f"{focus}|{len(selected)}|{hash(tuple(selected))}"
     fig = embedding_scatter(coords, frame, colour, connect_patients=timelines, draw_rows=drawn,
-                            axis_titles=proj.axis_titles, overlays=marks)
+                            axis_titles=proj.axis_titles, overlays=marks, ui_revision=revision)
     if dims == 2:
         st.plotly_chart(fig, key=CHART, on_select=partial(_on_map, coords, frame_ids, regions),
                         selection_mode=("points", "box", "lasso"), width="stretch")
