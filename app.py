@@ -18,9 +18,10 @@ from pathlib import Path
 import streamlit as st
 
 import reid_core  # noqa: F401  (before anything that imports timm)
-from pages._shared import WORKSPACE_KEY, WORKSPACES, show_failure
+from pages._shared import WORKSPACE_KEY, WORKSPACES, show_failure, workspace_param
 from reid_core.errors import CxrReidError, WorkspaceError
 from reid_core.ui.workspaces import ANY_WORKSPACE_ENV, default_workspace, list_workspaces, resolve_custom_workspace
+from reid_core.workspace import Workspace
 
 # url_paths differ on purpose from the names Streamlit derives from the file names ("overview" for
 # 1_overview.py): before st.navigation has run once in a fresh server, a request for such a name would run
@@ -36,8 +37,25 @@ PAGES = [
             url_path="counterfactual"),
 ]
 
-st.set_page_config(page_title="cxr-reid", page_icon=":material/radiology:", layout="wide")
 page = st.navigation(PAGES)
+# one browser-tab title per page ("Pair verification · cxr-reid"), set once the page is known
+st.set_page_config(page_title=f"{page.title} · cxr-reid", page_icon=":material/radiology:", layout="wide")
+
+
+def _workspace_from_url() -> str | None:
+    """A link's ``?ws=`` (a folder name under the workspaces root, or a path where the app allows any) opens
+    that workspace, under the same rule as the typed-in folder, when it differs from what the app last wrote.
+    Returns why it was refused, if it was."""
+    value = st.query_params.get("ws")
+    if not value or value == st.session_state.get("_ws_written"):
+        return None
+    try:
+        path = resolve_custom_workspace(value, WORKSPACES, allow_any=os.environ.get(ANY_WORKSPACE_ENV) == "1")
+    except WorkspaceError as exc:
+        return f"The link's workspace cannot be opened: {exc}"
+    listed = WORKSPACES / path.name
+    st.session_state[WORKSPACE_KEY] = str(listed if listed.resolve() == path else path)
+    return None
 
 
 def _use_custom_path() -> None:
@@ -52,6 +70,7 @@ def _use_custom_path() -> None:
         st.session_state["_workspace_refused"] = str(exc)
 
 
+link_refused = _workspace_from_url()
 with st.sidebar:
     current = st.session_state.get(WORKSPACE_KEY) or str(default_workspace(WORKSPACES))
     options = [str(p) for p in list_workspaces(WORKSPACES)]
@@ -62,10 +81,13 @@ with st.sidebar:
                           help=f"folders under {WORKSPACES}; build one with `cxr-reid demo`")
     st.text_input("…or a workspace folder", key="_workspace_custom", on_change=_use_custom_path,
                   placeholder="a folder under the workspaces root")
-    if st.session_state.get("_workspace_refused"):
-        st.error(st.session_state["_workspace_refused"])
+    for refused in (st.session_state.get("_workspace_refused"), link_refused):
+        if refused:
+            st.error(refused)
     st.session_state[WORKSPACE_KEY] = choice
     st.caption(f"`{choice}`")
+# the workspace travels in the URL of every page (?ws=demo), so a shared link opens the same one
+st.query_params["ws"] = st.session_state["_ws_written"] = workspace_param(Workspace(choice))
 
 try:
     page.run()

@@ -16,6 +16,8 @@ Run ``python -m benchmarks --only app [--quick]`` (or this file). Parts:
   (first visit computes and caches the PCA), again (cached), a colour change, and a lasso around every point
   (100k ids back through the selection event → the selection table and gallery), timed as the drag (mouse
   down → up) and the release → gallery.
+* **explorer clicks and links** (tiny workspace): a click on the map → its neighbours shown, a thumbnail's "as
+  retrieval query" link → the retrieval page shown, a shared explorer URL → the same view rendered.
 * **counterfactual slider**: a PC slider moved by the keyboard, key press → the new image shown and the run
   finished, with a 128 px preset generator (the page's "rendered in N ms" captions beside it).
 
@@ -154,6 +156,42 @@ def cold_start_and_switches(workspaces: Path, log_dir: Path, cold_starts: int, r
             "switch_warm_max_s": round(max(warm.values()), 2) if warm else None}
 
 
+def explorer_clicks_and_links(workspaces: Path, log_dir: Path, clicks: int = 5) -> dict[str, object]:
+    """On the tiny workspace: a click on the map → its neighbours shown (``clicks`` points); a thumbnail's
+    "as retrieval query" link → the retrieval page shown; a shared explorer URL → the same view rendered."""
+    from browser_helpers import chromium_page, heading, inspect_point, open_app, serve_app, switch_page, wait_idle
+
+    out: dict[str, object] = {}
+    with serve_app(workspaces, log_dir / "server_clicks.log") as server, chromium_page() as page:
+        open_app(page, server)
+        switch_page(page, "explore", "Embedding explorer")
+        seconds = []
+        for k in range(clicks):
+            t0 = time.perf_counter()
+            inspect_point(page, 5 + 7 * k)
+            seconds.append(time.perf_counter() - t0)
+        out["click_to_neighbours_s"] = [round(x, 2) for x in seconds]
+        links = []
+        for k in range(3):
+            switch_page(page, "explore", "Embedding explorer")
+            inspect_point(page, 3 + k)  # the neighbour gallery, whose thumbnails carry the links
+            page.get_by_role("button", name="Open…").nth(1).click()
+            t0 = time.perf_counter()
+            page.get_by_role("link", name="as retrieval query").first.click()
+            heading(page, "Retrieval gallery")
+            links.append(time.perf_counter() - t0)
+        out["thumbnail_link_to_retrieval_s"] = [round(x, 2) for x in links]
+        switch_page(page, "explore", "Embedding explorer")
+        focus = inspect_point(page, 12)
+        shared = page.url
+        t0 = time.perf_counter()
+        page.goto(shared)
+        page.locator(".legendtext").filter(has_text=f"inspected: {focus}").wait_for()
+        wait_idle(page)
+        out["shared_url_to_same_view_s"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
 def explorer_in_chromium(workspaces: Path, log_dir: Path) -> dict[str, object]:
     """The explorer on the (single, big) workspace under ``workspaces``: render, colour change, lasso."""
     from browser_helpers import (
@@ -264,6 +302,7 @@ def run(quick: bool = False) -> dict[str, object]:
             cli(["train-gan", "--workspace", str(ws.root), "--res", "32", "--preset", "tiny", "--batch", "4",
                  "--kimg", "0.008", "--device", "cpu", "--quiet"])
         out["app_tiny_workspace"] = cold_start_and_switches(tmp / "small", tmp, cold_starts=3, revisits=2)
+        out["explorer_clicks_and_links"] = explorer_clicks_and_links(tmp / "small", tmp)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ws128 = build_trained_workspace(tmp / "gan128" / "demo", size=128)

@@ -1,4 +1,4 @@
-"""Overview: what the workspace holds (dataset, models, headline metrics) and what is still to build."""
+"""Overview: what the workspace holds (dataset, models, headline metrics), what is still to build, what is optional."""
 from __future__ import annotations
 
 import streamlit as st
@@ -8,7 +8,8 @@ from reid_core.errors import CxrReidError
 from reid_core.ui.figures import bar_figure
 from reid_core.ui.explain import evaluated_all_unseen, evaluation_sentence, headline_texts, split_chart
 from reid_core.ui.tables import dataset_summary, load_report
-from reid_core.ui.workspaces import OPTIONAL_ARTEFACTS, PAGE_NEEDS, build_commands, embedder_summary, status_frame
+from reid_core.ui.workspaces import OPTIONAL_ARTEFACTS, PAGE_NEEDS, build_commands, embedder_summary, optional_sentence
+from reid_core.ui.workspaces import status_frame
 
 ws = current_workspace()
 st.title("Overview")
@@ -32,6 +33,7 @@ if ws.root.is_dir():
         st.subheader("Still to build")
         st.markdown("Missing: " + ", ".join(f"**{a.name}**" for a in missing) + ". Run, in order:")
         st.code("\n".join(build_commands(missing)), language="bash")
+    st.caption(optional_sentence(ws))
 
 if require(ws, PAGE_NEEDS["overview"], "The dataset summary"):
     m = manifest(ws)
@@ -76,7 +78,7 @@ if (ws.gan_dir / "G_ema.safetensors").exists():
         with st.expander("GAN model card"):
             st.markdown((ws.gan_dir / "MODEL_CARD.md").read_text(encoding="utf-8"))
 else:
-    st.caption(f"GAN: not trained (`cxr-reid train-gan --workspace {ws.root}`)")
+    st.caption("GAN: optional, not trained (only the Counterfactuals page needs it)")
 if ws.report_path.exists():
     rep = _report_or_none()
     if rep is None:

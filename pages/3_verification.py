@@ -17,12 +17,15 @@ from pages._shared import (
     require,
     saliency,
     show_query,
+    sync_url,
     verifier,
+    write_url,
 )
 from reid_core.ui.defaults import first_same_patient_pair
 from reid_core.ui.explain import p_same_explanation
 from reid_core.ui.figures import roc_figure
 from reid_core.ui.overlay import heat_overlay
+from reid_core.ui.url_state import UrlField, choice, float_in
 from reid_core.ui.verification import report_roc, threshold_operating_point
 from reid_core.ui.workspaces import PAGE_NEEDS
 
@@ -34,6 +37,11 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
     ver = verifier(ws)
     ids = m["image_id"].tolist()
     first = first_same_patient_pair(m)  # start on a same-patient pair
+    fields = (UrlField("a", "verify_a_id", choice(ids)), UrlField("b", "verify_b_id", choice(ids)),
+              UrlField("t", "verify_threshold", float_in(0.01, 0.99), default=0.5))
+    for key in sync_url("verify", fields):  # a linked image is a workspace image
+        if key.endswith("_id"):
+            st.session_state[key.replace("_id", "_source")] = "workspace"
     left, right = st.columns(2)
     with left:
         a = query_picker(ws, "Image A", "verify_a", ids, default_index=first[0])
@@ -43,6 +51,7 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
     threshold = st.slider("Decision threshold on the same-patient probability", 0.01, 0.99, 0.5, 0.01,
                           key="verify_threshold",
                           help=f"the verifier was fitted with {ver.threshold:g}; raise it for fewer false matches")
+    write_url("verify", fields)
     if a is None or b is None:
         st.info("Choose or upload two images.")
     else:
@@ -60,6 +69,9 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
         decision = (f"Decision: :green[**SAME patient**] (p = {result.probability:.3f} ≥ {threshold:.2f})" if same
                     else f"Decision: :red[**DIFFERENT patients**] (p = {result.probability:.3f} < {threshold:.2f})")
         st.markdown(f"#### {decision}")
+        if a["caveats"] or b["caveats"]:
+            st.warning("Out of distribution: this decision involves an upload that does not look like this "
+                       "workspace's radiographs (reasons above). It is shown, not vouched for.")
         st.caption(p_same_explanation(ver.fit_stats, report(ws)))
         if a["row"] is not None and b["row"] is not None:
             truth = str(a["row"]["patient_id"]) == str(b["row"]["patient_id"])

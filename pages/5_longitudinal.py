@@ -4,9 +4,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages._shared import aligned_embeddings, current_workspace, drift, drift_auc, image_grid, require
+from pages._shared import aligned_embeddings, current_workspace, drift, drift_auc, image_grid, require, sync_url
+from pages._shared import write_url
 from reid_core.ui.figures import drift_figure
 from reid_core.ui.tables import format_ci, longitudinal_patients, patient_studies
+from reid_core.ui.url_state import UrlField, choice
 from reid_core.ui.workspaces import PAGE_NEEDS, embedder_summary
 
 ws = current_workspace()
@@ -41,7 +43,10 @@ if require(ws, PAGE_NEEDS["longitudinal"], "Drift"):
     if not patients:
         st.info("No patient has more than one image in this workspace.")
     else:
+        fields = (UrlField("patient", "longitudinal_patient", choice(patients)),)
+        sync_url("drift", fields)
         pid = st.selectbox(f"Patient ({len(patients)} with follow-ups)", patients, key="longitudinal_patient")
+        write_url("drift", fields)
         studies = patient_studies(m, pid)
         st.subheader(f"{pid}: {len(studies)} studies")
         image_grid(ws, studies, ncols=min(6, max(len(studies), 1)))

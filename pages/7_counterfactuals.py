@@ -8,11 +8,12 @@ import streamlit as st
 
 from pages._gan import (base_image, encode_film, encode_upload, encoder, gan, grid, invert_upload, pc_meaning,
                         renderer)
-from pages._shared import aligned_embeddings, current_workspace, require, thumbnail
+from pages._shared import aligned_embeddings, current_workspace, require, sync_url, thumbnail, write_url
 from reid_core.errors import CxrReidError
 from gan import views as cf
 from reid_core.ui.tables import caption
 from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES
+from reid_core.ui.url_state import UrlField, choice, float_in
 from reid_core.ui.workspaces import PAGE_NEEDS
 
 ws = current_workspace()
@@ -38,6 +39,11 @@ except (CxrReidError, ValueError) as exc:
 m, emb = aligned_embeddings(ws)
 n_sliders = min(cf.MAX_SLIDERS, pca.n_components)
 slider_keys = [f"cf_pc{k}" for k in range(n_sliders)]
+url_fields = (UrlField("id", "cf_image", choice(m["image_id"].tolist())),
+              *(UrlField(f"pc{k + 1}", key, float_in(-cf.MAX_SIGMA, cf.MAX_SIGMA), default=0.0)
+                for k, key in enumerate(slider_keys)))
+if "cf_image" in sync_url("counterfactual", url_fields):  # a linked image is a workspace image
+    st.session_state["cf_source"] = "workspace"
 
 
 def _reset() -> None:
@@ -93,6 +99,7 @@ with controls:
     values = [st.slider(label, -cf.MAX_SIGMA, cf.MAX_SIGMA, 0.0, cf.SLIDER_STEP, key=key)
               for key, label in zip(slider_keys, cf.pc_labels(pca, n_sliders))]
     st.button("Reset the PCs", on_click=_reset, key="cf_reset")
+    write_url("counterfactual", url_fields)
 
 with shown:
     if subject is None:

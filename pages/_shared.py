@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,10 +23,12 @@ from reid_core.data.store import ImageStore
 from reid_core.embed import EmbeddingTable
 from reid_core.errors import CxrReidError
 from reid_core.longitudinal import drift_table, matched_drift_auc_ci
+from reid_core.ood import DistanceReference, raster_preview, upload_warnings
 from reid_core.ui.dates import calendar_dates_shown, with_study_days
 from reid_core.ui.projection import Projection, workspace_projection
 from reid_core.ui.tables import caption, load_report
 from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES, load_uploaded_image
+from reid_core.ui.url_state import UrlField, changed, encode, parse_params
 from reid_core.ui.workspaces import build_commands, default_workspace, file_key, missing_artefacts
 from reid_core.workspace import Workspace
 
@@ -33,6 +36,8 @@ logging.getLogger("pydicom").setLevel(logging.CRITICAL)  # its log lines can quo
 
 WORKSPACE_KEY = "workspace"
 MAX_THUMBNAILS = 36
+# plain text, not an emoji: captions are plain text and emoji render as empty boxes without an emoji font
+SAME_PATIENT_MARK = "[same patient]"
 # where the sidebar looks for workspaces: $CXR_REID_WORKSPACES, else workspaces/ next to app.py
 WORKSPACES = Path(os.environ.get("CXR_REID_WORKSPACES", Path(__file__).resolve().parents[1] / "workspaces"))
 
@@ -210,6 +215,22 @@ def embed_upload(ws: Workspace, name: str, data: bytes) -> tuple[np.ndarray, np.
     return _embed_upload(file_key(ws.embedder_dir / "model.safetensors"), name, data)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _distance_reference(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> DistanceReference | None:
+    m, emb = _aligned(manifest_key, emb_key)
+    if len(emb) < 2:
+        return None
+    return DistanceReference.from_embeddings(emb, m["patient_id"].to_numpy())
+
+
+def upload_caveats(ws: Workspace, name: str, data: bytes, vector: np.ndarray) -> list[str]:
+    """Why an upload may not be a frontal radiograph of this workspace's kind (:mod:`reid_core.ood`); [] if none."""
+    m, emb = aligned_embeddings(ws)
+    nearest = float(np.min(np.linalg.norm(emb - vector[None, :], axis=1))) if len(emb) else float("inf")
+    reference = _distance_reference(file_key(ws.manifest_path), file_key(ws.embeddings_path))
+    return upload_warnings(raster_preview(name, data), nearest, reference)
+
+
 @st.cache_data(show_spinner="computing saliency maps…", max_entries=32)
 def _saliency(weights_key: tuple[str, int], img_a: np.ndarray, img_b: np.ndarray):
     from reid_core.saliency import pair_saliency
@@ -233,34 +254,121 @@ def thumbnail(ws: Workspace, image_id: str) -> np.ndarray | None:
         return None
 
 
+def open_links(ws: Workspace, image_id: str, patient_id: str | None) -> None:
+    """One-click links that open ``image_id`` elsewhere: retrieval query, verification A or B, the patient's
+    longitudinal view, the explorer (each a page link whose URL carries the state, so it can be shared too)."""
+    base = {"ws": workspace_param(ws)}
+    st.page_link("pages/4_retrieval.py", label="as retrieval query", icon=":material/image_search:",
+                 query_params={**base, "q": image_id})
+    st.page_link("pages/3_verification.py", label="as verification A", icon=":material/compare:",
+                 query_params={**base, "a": image_id})
+    st.page_link("pages/3_verification.py", label="as verification B", icon=":material/compare:",
+                 query_params={**base, "b": image_id})
+    if patient_id is not None:
+        st.page_link("pages/5_longitudinal.py", label=f"patient {patient_id} over time", icon=":material/timeline:",
+                     query_params={**base, "patient": patient_id})
+    st.page_link("pages/2_explorer.py", label="on the map, with neighbours", icon=":material/scatter_plot:",
+                 query_params={**base, "id": image_id})
+
+
 def image_grid(ws: Workspace, rows: pd.DataFrame, ncols: int = 6, captions: list[str] | None = None,
-               limit: int = MAX_THUMBNAILS, flags: list[bool] | None = None) -> None:
-    """Thumbnails of ``rows`` (manifest rows) with display captions; ``flags`` marks rows (e.g. true patient)."""
+               limit: int = MAX_THUMBNAILS, flags: list[bool] | None = None, key: str | None = None,
+               links: bool = True) -> None:
+    """Thumbnails of ``rows`` (manifest rows) with display captions; ``flags`` marks rows (e.g. true patient).
+
+    ``key``: more than ``limit`` rows are paged (a page number under that key); without one only the first
+    ``limit`` show. ``links``: an "Open…" menu under each thumbnail (:func:`open_links`).
+    """
     if image_store(ws) is None:
         st.info(f"No prepared images to show: run `cxr-reid prepare --workspace {ws.root}`")
         return
+    start = 0
     if len(rows) > limit:
-        st.caption(f"showing the first {limit} of {len(rows)} images")
-    rows = rows.head(limit)
+        if key is None:
+            st.caption(f"showing the first {limit} of {len(rows)} images")
+        else:
+            n_pages = -(-len(rows) // limit)
+            page = int(st.number_input(f"gallery page (of {n_pages})", 1, n_pages, 1, 1, key=f"{key}_page"))
+            start = (min(page, n_pages) - 1) * limit
+            st.caption(f"images {start + 1}–{min(start + limit, len(rows))} of {len(rows)}")
+    rows = rows.iloc[start:start + limit]
     cols = st.columns(ncols)
     for k, (_, row) in enumerate(rows.iterrows()):
         with cols[k % ncols]:
             img = thumbnail(ws, str(row["image_id"]))
-            text = captions[k] if captions else caption(row)
-            if flags is not None and flags[k]:
-                text = "✅ same patient · " + text
+            text = captions[start + k] if captions else caption(row)
+            if flags is not None and flags[start + k]:
+                text = f"{SAME_PATIENT_MARK} · " + text
             if img is not None:
                 st.image(img, caption=text, width="stretch")
             else:
                 st.caption(text)
+            if links:
+                with st.popover("Open…", width="stretch"):
+                    pid = row.get("patient_id")
+                    open_links(ws, str(row["image_id"]), None if pid is None or pd.isna(pid) else str(pid))
+
+
+def linked_table(ws: Workspace, table: pd.DataFrame | Any, key: str, rows: pd.DataFrame | None = None) -> None:
+    """``st.dataframe`` of ``table`` (a frame or a Styler) where choosing a row offers :func:`open_links` for it.
+
+    ``rows``: the plain frame behind a Styler (its ``image_id`` / ``patient_id`` columns name the row).
+    """
+    plain = rows if rows is not None else table
+    event = st.dataframe(table, hide_index=True, width="stretch", key=key, on_select="rerun",
+                         selection_mode="single-row")
+    chosen = list(getattr(getattr(event, "selection", None), "rows", None) or [])
+    if not chosen or chosen[0] >= len(plain):
+        st.caption("Choose a row (the box at its left) to open that image elsewhere.")
+        return
+    row = plain.iloc[chosen[0]]
+    st.markdown(f"Open **{row['image_id']}**:")
+    with st.container(horizontal=True):
+        pid = row.get("patient_id")
+        open_links(ws, str(row["image_id"]), None if pid is None or pd.isna(pid) else str(pid))
+
+
+# ---------------------------------------------------------------------------- state in the URL
+_URL_WRITTEN = "_url_written"
+
+
+def workspace_param(ws: Workspace) -> str:
+    """The workspace as the URL names it: its folder name under the workspaces root, else its full path."""
+    root = ws.root.resolve()
+    return root.name if root.parent == WORKSPACES.resolve() else str(root)
+
+
+def sync_url(page: str, fields: tuple[UrlField, ...]) -> dict[str, Any]:
+    """Before a page's widgets: URL parameters that changed since this page last wrote them (a shared link,
+    a link from another page, back/forward) set their widget keys; invalid values are ignored.
+    Returns ``{key: value}`` of what was set."""
+    params = st.query_params.to_dict()
+    written = st.session_state.get(_URL_WRITTEN, {}).get(page)
+    applied = parse_params(params, fields, only=changed(params, written, fields))
+    for key, value in applied.items():
+        st.session_state[key] = value
+    return applied
+
+
+def write_url(page: str, fields: tuple[UrlField, ...]) -> None:
+    """After a page's widgets: their values into the URL (reload and shared links restore the view)."""
+    out = encode({f.key: st.session_state.get(f.key) for f in fields}, fields)
+    for f in fields:
+        if f.param in out:
+            if st.query_params.get(f.param) != out[f.param]:
+                st.query_params[f.param] = out[f.param]
+        elif f.param in st.query_params:
+            del st.query_params[f.param]
+    st.session_state.setdefault(_URL_WRITTEN, {})[page] = out
 
 
 def query_picker(ws: Workspace, label: str, key: str, options: list[str], default_index: int = 0,
                  allow_upload: bool = True) -> dict | None:
     """A query image from the workspace or an upload.
 
-    Returns ``{"image_id", "row", "image", "vector", "source"}`` (``image_id``/``row`` None for
-    uploads), or None when nothing usable is chosen; upload problems are shown with ``st.error``.
+    Returns ``{"image_id", "row", "image", "vector", "source", "caveats"}`` (``image_id``/``row`` None for
+    uploads; ``caveats``: why an upload may be out of distribution, also shown with ``st.warning``), or None
+    when nothing usable is chosen; upload problems are shown with ``st.error``.
     """
     has_embedder = (ws.embedder_dir / "model.safetensors").exists()
     source = st.radio(f"{label} from", ("workspace", "upload"), horizontal=True, key=f"{key}_source",
@@ -276,7 +384,7 @@ def query_picker(ws: Workspace, label: str, key: str, options: list[str], defaul
             st.error(f"{image_id} has no embedding; re-run `cxr-reid embed --workspace {ws.root}`")
             return None
         return {"image_id": image_id, "row": m.iloc[pos[0]], "image": thumbnail(ws, image_id),
-                "vector": emb[pos[0]], "source": "workspace"}
+                "vector": emb[pos[0]], "source": "workspace", "caveats": []}
     if not has_embedder:
         st.warning(f"Uploads need the trained embedder: run `cxr-reid train --workspace {ws.root}`")
         return None
@@ -290,7 +398,12 @@ def query_picker(ws: Workspace, label: str, key: str, options: list[str], defaul
     except CxrReidError as exc:
         st.error(f"Cannot use this upload: {exc}")
         return None
-    return {"image_id": None, "row": None, "image": image, "vector": vector, "source": "upload"}
+    caveats = upload_caveats(ws, upload.name, upload.getvalue(), vector)
+    if caveats:
+        st.warning(f"{label} may not be a frontal chest radiograph like this workspace's: " + "; ".join(caveats)
+                   + ". Its results are shown, but do not trust them.")
+    return {"image_id": None, "row": None, "image": image, "vector": vector, "source": "upload",
+            "caveats": caveats}
 
 
 def show_query(query: dict, title: str) -> None:

@@ -211,3 +211,46 @@ def image_sources(page, scope=None) -> list[str]:
     """``src`` of every ``st.image`` in ``scope`` (default: the main area); a new image gets a new URL."""
     root = scope if scope is not None else page.locator('[data-testid="stMain"]')
     return [img.get_attribute("src") or "" for img in root.locator('[data-testid="stImage"] img').all()]
+
+
+# ---------------------------------------------------------------------------- the explorer and widgets
+def click_point(page, chart, n: int = 10) -> None:
+    """Click the ``n``-th marker of the map's first trace (SVG points: the map has fewer than 2,000)."""
+    chart.scroll_into_view_if_needed()
+    point = chart.locator(".scatterlayer .trace .points path").nth(n)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def url_param(page, name: str) -> str | None:
+    from urllib.parse import parse_qs, urlparse
+
+    return (parse_qs(urlparse(page.url).query).get(name) or [None])[0]
+
+
+def inspect_point(page, n: int) -> str:
+    """Click the ``n``-th point of the explorer's map; the inspected image id, once its neighbours are shown."""
+    before = url_param(page, "id")
+    click_point(page, page.locator('[data-testid="stPlotlyChart"]').first, n)
+    page.wait_for_function("(before) => { const id = new URLSearchParams(location.search).get('id');"
+                           " return id !== null && id !== before; }", arg=before)
+    wait_idle(page)
+    focus = url_param(page, "id")
+    page.locator(".legendtext").filter(has_text=f"inspected: {focus}").wait_for()
+    return focus
+
+
+def choose(page, label: str, value: str) -> None:
+    """Type ``value`` into the selectbox labelled ``label`` and confirm it, then wait for the rerun."""
+    wait_idle(page)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).click()
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+    wait_idle(page)
+
+
+def shown_in(page, label: str) -> str:
+    """What the selectbox labelled ``label`` shows: its text and its input's value."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label)
+    return box.inner_text() + " " + " ".join(i.input_value() for i in box.locator("input").all())

@@ -121,7 +121,9 @@ def test_overview_summarises_dataset_models_and_metrics(trained):
     titles = {(s.get("layout", {}).get("title") or {}).get("text") for s in plotly_specs(at)}
     assert {"images per patient", "findings", "views"} <= titles
     assert "resnet10t" in texts(at, "markdown")
-    assert "cxr-reid train-gan --workspace" in texts(at, "code")  # the GAN is the only thing left
+    # the GAN is the only thing left, and it is optional: named with its command, not as "still to build"
+    assert not any("Still to build" in h.value for h in at.subheader) and not at.get("code")
+    assert "optional" in texts(at, "caption") and "cxr-reid train-gan --workspace" in texts(at, "caption")
 
 
 def test_explorer_colour_timelines_3d_and_neighbours(trained):
@@ -150,22 +152,66 @@ def test_explorer_colour_timelines_3d_and_neighbours(trained):
     assert len(table_with(at, "rank", "distance")) == 3
 
 
-def test_explorer_selection_gives_gallery_export_and_click_neighbours(trained, monkeypatch):
-    # AppTest cannot draw a lasso, so the plotly event is replaced by the ids it would map to
-    picked: list[str] = ["p0_0", "p3_1", "p7_2"]
-    monkeypatch.setattr(figures, "selected_ids", lambda event: list(picked))
-    at = open_page(trained, "explorer")
+def trace_names(at: AppTest) -> list[str]:
+    return [str(t.get("name")) for t in plotly_specs(at)[0]["data"]]
+
+
+def test_explorer_selection_survives_recolouring_and_projection_and_clicks_open_neighbours(trained):
+    # AppTest cannot draw a lasso or click a point: the page is given what its chart callback stores (the ids of
+    # a selection; a click's id in the picker's key). The callback's reading of events is tested in
+    # test_ui_explorer_state and, with real clicks, in test_browser_e2e.
+    picked = ["p0_0", "p3_1", "p7_2"]
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.session_state["workspace"] = str(trained.root)
+    at.session_state["_explorer_selection"] = picked
+    at.run()
+    at.switch_page(PAGES["explorer"]).run()
+    assert not at.exception
     assert any("Selection: 3 images" in h.value for h in at.subheader)
     selection = table_with(at, "image_id", "split")
     assert selection["image_id"].tolist() == picked and "path" not in selection
     export = at.get("download_button")
-    assert export and "Export the selected ids" in str(export[0].proto)
+    assert export and "Export the selected ids with their map coordinates" in str(export[0].proto)
     assert sum("p3_1" in str(i.proto) for i in at.get("image")) == 1
-    picked[:] = ["p2_0"]  # a click: one point → its neighbours, without touching the selectbox
+    assert "selection (3)" in trace_names(at)  # ringed on the map
+    at.selectbox(key="explorer_colour").select("sex").run()  # a new figure: the selection is redrawn from the ids
+    assert any("Selection: 3 images" in h.value for h in at.subheader) and "selection (3)" in trace_names(at)
+    at.radio(key="explorer_method").set_value("umap").run()
+    assert any("Selection: 3 images" in h.value for h in at.subheader) and "selection (3)" in trace_names(at)
+    at.radio(key="explorer_method").set_value("pca").run()
+    # a click stores its id in the picker's key: the neighbours open, the picker names the clicked image
+    at.session_state["explorer_focus"] = "p2_0"
     at.run()
-    assert at.selectbox(key="explorer_focus").value is None
+    assert at.selectbox(key="explorer_focus").value == "p2_0"
     table = table_with(at, "rank", "distance")
     assert len(table) == 8 and "p2_0" not in set(table["image_id"])
+    names = trace_names(at)
+    assert "inspected: p2_0" in names and "neighbours (8)" in names
+    ring = next(t for t in plotly_specs(at)[0]["data"] if t.get("name") == "neighbours (8)")
+    assert "customdata" not in ring and ring.get("hoverinfo") == "skip"  # clicks fall through to the real points
+    at.selectbox(key="explorer_focus").select("p5_1").run()  # then the picker: the last action wins
+    assert "inspected: p5_1" in trace_names(at) and "p5_1" not in set(table_with(at, "rank", "distance")["image_id"])
+    at.button(key="explorer_clear").click().run()
+    assert not any("Selection:" in h.value for h in at.subheader) and "selection (3)" not in trace_names(at)
+
+
+def test_explorer_axes_patient_search_and_3d_caption(trained):
+    at = open_page(trained, "explorer")
+    layout = plotly_specs(at)[0]["layout"]
+    x_title, y_title = layout["xaxis"]["title"]["text"], layout["yaxis"]["title"]["text"]
+    assert x_title.startswith("PC1 (") and "% of variance" in x_title and y_title.startswith("PC2 (")
+    share = [float(t.split("(")[1].split(" %")[0]) for t in (x_title, y_title)]
+    assert 0 < share[1] <= share[0] <= 100  # the first axis explains the most
+    at.selectbox(key="explorer_patient").select("P003").run()
+    mine = next(t for t in plotly_specs(at)[0]["data"] if str(t.get("name", "")).startswith("patient P003"))
+    assert mine["text"][0] == "1 first" and mine["text"][1:] == ["2", "3", "4"]  # directed: numbered from the first
+    assert mine["marker"]["symbol"][0] == "square" and set(mine["marker"]["symbol"][1:]) == {"arrow"}
+    assert mine["marker"]["angleref"] == "previous"  # arrow heads point along the timeline, forward in time
+    at.radio(key="explorer_method").set_value("umap").run()
+    assert plotly_specs(at)[0]["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
+    at.radio(key="explorer_dims").set_value(3).run()
+    cap = texts(at, "caption")
+    assert "no click or box/lasso selection in 3-D" in cap and "Box or lasso" not in cap
 
 
 def test_big_map_draws_a_sample_and_a_region_selects_undrawn_points(trained, monkeypatch):
@@ -174,12 +220,10 @@ def test_big_map_draws_a_sample_and_a_region_selects_undrawn_points(trained, mon
     monkeypatch.setattr(selection, "MAX_DRAWN_POINTS", 40)  # the 96-image workspace counts as a big map
     drawn = selection.drawn_rows(96, limit=40)
     undrawn = next(f"p{r // 4}_{r % 4}" for r in range(96) if r not in set(drawn))
-    regions = []
-    monkeypatch.setattr(selection, "ids_in_regions", lambda event, coords, ids: list(regions) or None)
     at = open_page(trained, "explorer")
-    assert sum(len(t["customdata"]) for t in plotly_specs(at)[0]["data"]) == 40  # x, y travel base64-encoded
+    assert sum(len(t.get("customdata", [])) for t in plotly_specs(at)[0]["data"]) == 40  # x, y base64-encoded
     assert any("drawing a fixed random 40 of the 96 points" in c.value for c in at.caption)
-    regions[:] = [undrawn, "p0_0"]  # what a lasso around them gives: points off the drawn sample included
+    at.session_state["_explorer_selection"] = [undrawn, "p0_0"]  # what a lasso around them stores
     at.run()
     assert any("Selection: 2 images" in h.value for h in at.subheader)
     assert table_with(at, "image_id", "split")["image_id"].tolist() == [undrawn, "p0_0"]

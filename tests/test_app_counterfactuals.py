@@ -222,3 +222,28 @@ def test_an_unconditional_generator_is_refused(workspaces, tmp_path):
     _save_tiny_generator(ws, 0)
     with pytest.raises(WorkspaceError, match="unconditional"):
         cf.open_generator_and_pca(ws)
+
+
+def test_image_and_pc_offsets_round_trip_through_the_url(workspaces):
+    """The page's state (image id, α of every moved PC) is in the URL; opening that URL renders the same image."""
+    at = open_page(workspaces["gan"])
+    ids = at.selectbox(key="cf_image").options
+    at.selectbox(key="cf_image").select(ids[3]).run()
+    at.slider(key="cf_pc1").set_value(1.5).run()
+    shared = {k: (v[0] if isinstance(v, list) else v) for k, v in dict(at.query_params).items()}
+    assert shared["id"] == ids[3] and shared["pc2"] == "1.5" and "pc1" not in shared  # untouched PCs stay out
+    again = AppTest.from_file(APP, default_timeout=60)
+    again.session_state["workspace"] = str(workspaces["gan"].root)
+    for name, value in shared.items():
+        again.query_params[name] = value
+    again.run()
+    again.switch_page(PAGE).run()
+    assert not again.exception
+    assert again.selectbox(key="cf_image").value == ids[3] and again.slider(key="cf_pc1").value == 1.5
+    assert counterfactual_url(again) == counterfactual_url(at)  # the same pixels
+    bad = AppTest.from_file(APP, default_timeout=60)
+    bad.session_state["workspace"] = str(workspaces["gan"].root)
+    bad.query_params["pc2"] = "40"  # beyond ±3 σ: ignored
+    bad.run()
+    bad.switch_page(PAGE).run()
+    assert not bad.exception and bad.slider(key="cf_pc1").value == 0.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -22,12 +23,17 @@ from browser_helpers import (
     PAGES,
     ROOT,
     browser_unavailable,
+    choose,
     chromium_page,
+    click_point,
     exceptions,
+    heading,
     image_sources,
+    inspect_point,
     lasso_all,
     open_app,
     serve_app,
+    shown_in,
     switch_page,
     wait_idle,
 )
@@ -112,6 +118,8 @@ def test_every_page_renders_with_the_sidebar(page, server, workspaces, artifacts
         no_exception(page, server, title)
         assert page.locator('[data-testid="stSidebarNavLink"]').count() == len(PAGES)
         assert ws_root in page.locator('[data-testid="stSidebar"]').inner_text(), title
+        assert page.title() == f"{title} · cxr-reid"  # one browser-tab title per page
+        assert page.get_by_role("button", name="Deploy").count() == 0  # .streamlit/config.toml: toolbarMode
         if url_path in ("explore", "drift", "model"):
             page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for()
         shot(page, artifacts, f"{k + 1}_{url_path or 'overview'}")
@@ -128,13 +136,78 @@ def test_lasso_in_the_explorer_shows_the_selection_gallery(page, server, artifac
     wait_idle(page)
     no_exception(page, server, "explorer after a lasso")
     assert "Selection: 96 images" in selection.inner_text()  # the whole map: every image of the workspace
-    export = page.get_by_text("Export the selected ids (CSV)")
+    export = page.get_by_text("Export the selected ids with their map coordinates (CSV)")
     export.wait_for()  # rendered just after the heading; waiting avoids a race on a busy machine
     assert export.count() == 1
     gallery = page.locator('[data-testid="stImage"]')
     assert gallery.count() >= 30  # thumbnails of the selection (at most 36 shown)
     selection.scroll_into_view_if_needed()
     shot(page, artifacts, "explorer_selection")
+
+
+def test_click_inspects_a_point_and_recolouring_keeps_the_selection(page, server, artifacts):
+    """In the map's default mode a click opens the point's neighbours, marked on the map, and the picker names
+    it; the lasso selection of the previous test survives a new colouring."""
+    switch_page(page, "explore", "Embedding explorer")
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.locator(".main-svg").first.wait_for()
+    t0 = time.perf_counter()
+    click_point(page, chart)
+    inspected = chart.locator(".legendtext").filter(has_text="inspected:")
+    inspected.wait_for()
+    wait_idle(page)
+    seconds = time.perf_counter() - t0
+    no_exception(page, server, "explorer after a click")
+    focus = inspected.text_content().split("inspected: ")[1].strip()
+    assert chart.locator(".legendtext").filter(has_text="neighbours (8)").count() == 1
+    assert f"query: {focus}" in page.locator('[data-testid="stMain"]').inner_text()  # the neighbour gallery
+    assert focus in shown_in(page, "Image to inspect")
+    assert f"id={focus}" in page.url
+    shot(page, artifacts, "explorer_click")
+    (artifacts / "timings.txt").open("a").write(f"explorer click -> neighbours shown: {seconds:.2f} s\n")
+    lasso_all(page, chart)
+    page.locator("h3").filter(has_text="Selection: 96 images").wait_for()
+    wait_idle(page)
+    choose(page, "Colour by", "sex")
+    page.locator(".legendtext").filter(has_text="selection (96)").wait_for()
+    wait_idle(page)
+    no_exception(page, server, "explorer after recolouring")
+    assert page.locator("h3").filter(has_text="Selection: 96 images").count() == 1
+    assert sorted(chart.locator(".legendtext").all_text_contents())[:2] == ["F", "M"]
+    assert "colour=sex" in page.url
+
+
+def test_a_shared_url_reloads_to_the_same_view(page, server, artifacts):
+    switch_page(page, "explore", "Embedding explorer")
+    choose(page, "Colour by", "view")
+    focus = inspect_point(page, 20)
+    shared = page.url
+    assert "ws=demo" in shared and "colour=view" in shared and f"id={focus}" in shared
+    page.goto(shared)  # a fresh session, as a colleague opening the link
+    heading(page, "Embedding explorer")
+    page.locator(".legendtext").filter(has_text=f"inspected: {focus}").wait_for()
+    wait_idle(page)
+    no_exception(page, server, "explorer reloaded from its URL")
+    assert "view" in shown_in(page, "Colour by")
+    assert focus in shown_in(page, "Image to inspect")
+    shot(page, artifacts, "explorer_reloaded")
+
+
+def test_a_thumbnail_opens_as_the_retrieval_query_in_one_click(page, server, artifacts):
+    switch_page(page, "explore", "Embedding explorer")
+    inspect_point(page, 5)
+    caption_of_first = page.locator('[data-testid="stImageCaption"]').filter(has_text="#1 d=").first.inner_text()
+    target = caption_of_first.split(" · ")[1]  # "#1 d=0.004 · p0_3 · P000 · …": the first neighbour's id
+    page.get_by_role("button", name="Open…").nth(1).click()  # [0] is the query's own thumbnail
+    t0 = time.perf_counter()
+    page.get_by_role("link", name="as retrieval query").first.click()
+    heading(page, "Retrieval gallery")
+    seconds = time.perf_counter() - t0
+    no_exception(page, server, "retrieval opened from a thumbnail")
+    assert target in shown_in(page, "Query: image id")
+    assert f"q={target}" in page.url and page.title() == "Retrieval gallery · cxr-reid"
+    shot(page, artifacts, "retrieval_from_thumbnail")
+    (artifacts / "timings.txt").open("a").write(f"thumbnail link -> retrieval page shown: {seconds:.2f} s\n")
 
 
 def test_counterfactual_slider_changes_the_image(page, server, artifacts):

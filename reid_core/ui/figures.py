@@ -80,7 +80,8 @@ def patient_lines(coords: np.ndarray, frame: pd.DataFrame, limit: int = LINE_PAT
 
 def embedding_scatter(coords: np.ndarray, frame: pd.DataFrame, color_by: str = "patient",
                       connect_patients: bool = False, title: str | None = None,
-                      draw_rows: np.ndarray | None = None) -> go.Figure:
+                      draw_rows: np.ndarray | None = None, axis_titles: tuple[str, ...] | None = None,
+                      overlays: list[go.BaseTraceType] | None = None, ui_revision: str = "") -> go.Figure:
     """Scatter of ``coords`` coloured by one metadata column: 2-D SVG up to :data:`SVG_MAX_POINTS` points,
     WebGL (``Scattergl``) above, ``Scatter3d`` in 3-D.
 
@@ -89,6 +90,11 @@ def embedding_scatter(coords: np.ndarray, frame: pd.DataFrame, color_by: str = "
     ``customdata`` is ``[image_id, patient_id, study_order, findings]`` (the hover text reads it too).
     ``draw_rows``: draw only these rows (a sample of a big map, see :mod:`reid_core.ui.selection`); the
     axes still span every point, so a lasso around the whole plot encloses the undrawn ones too.
+    ``axis_titles``: one per axis (e.g. ``PC1 (41.2 % of variance)``); ``overlays``: traces drawn on top
+    (:func:`reid_core.ui.map_marks.highlight_traces`). The map opens in pan mode: there a click selects a point.
+    ``ui_revision``: zoom and camera persist across reruns whatever it is; the drag mode persists only while it
+    stays the same, so a page that changes it after a box/lasso selection returns the map to pan mode, where the
+    next click inspects a point again (clicks do not reach the app in box/lasso mode).
     """
     coords = np.asarray(coords, dtype=float)
     if coords.ndim != 2 or coords.shape[1] not in (2, 3) or len(coords) != len(frame):
@@ -125,10 +131,15 @@ def embedding_scatter(coords: np.ndarray, frame: pd.DataFrame, color_by: str = "
             traces.append(_trace(coords, np.ones(len(ids), bool), custom, f"{len(cats)} {color_by}s",
                                  {"color": (codes % k).astype(np.int16), "colorscale": steps, "cmin": -0.5,
                                   "cmax": k - 0.5}, showlegend=False))
-    fig = go.Figure(traces)
+    fig = go.Figure(traces + list(overlays or []))
     fig.update_layout(title=title, height=620, margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
-                      legend={"itemsizing": "constant", "title": {"text": color_by}}, dragmode="lasso",
-                      uirevision="embedding")  # keep zoom and camera across reruns
+                      legend={"itemsizing": "constant", "title": {"text": color_by}}, dragmode="pan",
+                      uirevision=f"embedding{ui_revision}")
+    # zoom and camera persist across reruns, independently of the drag mode
+    if coords.shape[1] == 3:
+        fig.update_layout(scene={"uirevision": "embedding", "dragmode": "turntable"})  # drag rotates
+    else:
+        fig.update_layout(xaxis={"uirevision": "embedding"}, yaxis={"uirevision": "embedding"})
     if full_coords is not None and len(full_coords):
         lo, hi = np.min(full_coords, axis=0), np.max(full_coords, axis=0)
         pad = 0.05 * np.maximum(hi - lo, 1e-9)
@@ -137,6 +148,12 @@ def embedding_scatter(coords: np.ndarray, frame: pd.DataFrame, color_by: str = "
             fig.update_layout(scene={f"{ax}axis": {"range": r} for ax, r in zip("xyz", ranges)})
         else:
             fig.update_layout(xaxis={"range": ranges[0]}, yaxis={"range": ranges[1]})
+    if axis_titles:
+        if coords.shape[1] == 3:
+            fig.update_layout(scene={f"{ax}axis": {"title": {"text": t}} for ax, t in zip("xyz", axis_titles)})
+        else:
+            fig.update_xaxes(title_text=axis_titles[0], automargin=True)
+            fig.update_yaxes(title_text=axis_titles[1], automargin=True)
     return fig
 
 

@@ -64,6 +64,30 @@ def _pca(x: np.ndarray, dims: int) -> np.ndarray:
     return out
 
 
+def explained_variance(embeddings: np.ndarray, dims: int) -> np.ndarray:
+    """The share of the embeddings' total variance along each of the first ``dims`` principal axes (zeros for
+    axes that do not exist, or when there is no variance)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    out = np.zeros(dims, dtype=np.float64)
+    if len(x) < 2:
+        return out
+    s = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+    total = float(np.sum(s ** 2))
+    if total > 0:
+        k = min(dims, len(s))
+        out[:k] = s[:k] ** 2 / total
+    return out
+
+
+def axis_titles(method: str, dims: int, explained: np.ndarray | None = None) -> tuple[str, ...]:
+    """Axis titles of a map: ``PC1 (41.2 % of variance)`` for PCA (when ``explained`` is known), ``UMAP 1`` …"""
+    if method == "pca":
+        if explained is None:
+            return tuple(f"PC{k + 1}" for k in range(dims))
+        return tuple(f"PC{k + 1} ({100 * float(v):.1f} % of variance)" for k, v in enumerate(explained[:dims]))
+    return tuple(f"{method.upper()} {k + 1}" for k in range(dims))
+
+
 def _umap(x: np.ndarray, dims: int, seed: int) -> np.ndarray:
     import umap  # slow import (numba): only when asked for
 
@@ -86,6 +110,11 @@ class Projection:
     method: str
     dims: int
     from_cache: bool = False
+    explained: np.ndarray | None = None  # PCA: share of variance per axis
+
+    @property
+    def axis_titles(self) -> tuple[str, ...]:
+        return axis_titles(self.method, self.dims, self.explained)
 
 
 def projection_path(ws: Workspace, method: str, dims: int) -> Path:
@@ -104,21 +133,23 @@ def workspace_projection(ws: Workspace, method: str = "pca", dims: int = 2, seed
     source_mtime = ws.embeddings_path.stat().st_mtime_ns
     path = projection_path(ws, method, dims)
     cached = _read_cache(path, source_mtime, seed)
-    if cached is not None:
-        coords, ids = cached
-        return Projection(coords, ids, method, dims, from_cache=True)
+    if cached is not None and (method != "pca" or cached[2] is not None):  # older PCA caches lack the variance
+        coords, ids, explained = cached
+        return Projection(coords, ids, method, dims, from_cache=True, explained=explained)
     table = table if table is not None else EmbeddingTable.load(ws.embeddings_path)
     coords = project(table.embeddings, method, dims, seed)
+    explained = explained_variance(table.embeddings, dims) if method == "pca" else None
+    extra = {"explained": explained} if explained is not None else {}
     try:
         with atomic_path(path, fsync=False) as tmp:  # a cache: losing it on a crash costs one recomputation
             np.savez(tmp, coords=coords, image_ids=table.image_ids.astype("U"), seed=np.int64(seed),
-                     source_mtime_ns=np.int64(source_mtime), method=np.array(method), dims=np.int64(dims))
+                     source_mtime_ns=np.int64(source_mtime), method=np.array(method), dims=np.int64(dims), **extra)
     except OSError:
         pass
-    return Projection(coords, table.image_ids, method, dims, from_cache=False)
+    return Projection(coords, table.image_ids, method, dims, from_cache=False, explained=explained)
 
 
-def _read_cache(path: Path, source_mtime: int, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _read_cache(path: Path, source_mtime: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
     if not path.exists():
         return None
     try:
@@ -126,8 +157,11 @@ def _read_cache(path: Path, source_mtime: int, seed: int) -> tuple[np.ndarray, n
             if int(z["source_mtime_ns"]) != source_mtime or int(z["seed"]) != seed:
                 return None
             coords, ids = z["coords"].astype(np.float32), z["image_ids"].astype(str)
+            explained = z["explained"].astype(np.float64) if "explained" in z.files else None
     except (OSError, KeyError, ValueError):
         return None  # a broken cache file is recomputed, never trusted
     if coords.ndim != 2 or len(coords) != len(ids):
         return None
-    return coords, ids
+    if explained is not None and (explained.shape != (coords.shape[1],) or not np.isfinite(explained).all()):
+        explained = None
+    return coords, ids, explained

@@ -22,6 +22,7 @@ import pandas as pd
 from reid_core.data.manifest import NO_FINDING
 from reid_core.jsonfile import read_json_object
 from reid_core.ui.dates import day_text, study_days, with_study_days
+from reid_core.ui.formatting import for_display, format_age
 
 DISPLAY_COLUMNS: tuple[str, ...] = ("image_id", "patient_id", "study_order", "study_day", "calendar_date", "view",
                                     "sex", "age", "findings", "dataset", "split")
@@ -98,32 +99,61 @@ def color_values(frame: pd.DataFrame, by: str) -> tuple[np.ndarray, bool]:
     return frame[column].astype(str).to_numpy(dtype=object), False
 
 
-def display_frame(manifest: pd.DataFrame, image_ids: list[str] | np.ndarray | None = None) -> pd.DataFrame:
+def display_frame(manifest: pd.DataFrame, image_ids: list[str] | np.ndarray | None = None,
+                  formatted: bool = True) -> pd.DataFrame:
     """The display columns of ``manifest`` (rows of ``image_ids`` in that order, when given).
 
     Dates are ``study_day`` (added here when the manifest lacks it); ``study_date`` is never shown.
+    ``formatted``: dates and ages as every page shows them (:func:`reid_core.ui.formatting.for_display`);
+    False keeps the stored values (exports).
     """
     if "study_day" not in manifest.columns:
         manifest = with_study_days(manifest)
     cols = [c for c in DISPLAY_COLUMNS if c in manifest.columns]
     if image_ids is None:
-        return manifest[cols].reset_index(drop=True)
-    by_id = manifest.set_index("image_id", drop=False)
-    return by_id.loc[list(image_ids), cols].reset_index(drop=True)
+        out = manifest[cols].reset_index(drop=True)
+    else:
+        by_id = manifest.set_index("image_id", drop=False)
+        out = by_id.loc[list(image_ids), cols].reset_index(drop=True)
+    return for_display(out) if formatted else out
 
 
-def selection_csv(manifest: pd.DataFrame, image_ids: list[str]) -> str:
-    """CSV text of the selected images' ids and display metadata (for the export button)."""
-    return display_frame(manifest, image_ids).to_csv(index=False)
+def selection_table(manifest: pd.DataFrame, image_ids: list[str], coords: np.ndarray | None = None,
+                    axis_names: tuple[str, ...] = ("x", "y", "z"), embeddings: np.ndarray | None = None
+                    ) -> pd.DataFrame:
+    """The selected images' stored metadata, then their map coordinates and (optionally) embeddings.
+
+    ``coords`` (N×2 or N×3) and ``embeddings`` (N×D) are aligned with ``image_ids``; coordinates take the
+    names in ``axis_names`` (e.g. ``PC1``), embedding dimensions ``emb_0`` … ``emb_{D-1}``.
+    """
+    out = display_frame(manifest, image_ids, formatted=False)
+    if coords is not None:
+        coords = np.asarray(coords, dtype=float)
+        if coords.shape[0] != len(out):
+            raise ValueError(f"{coords.shape[0]} coordinate rows for {len(out)} images")
+        for k in range(coords.shape[1]):
+            out[axis_names[k]] = coords[:, k]
+    if embeddings is not None:
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if embeddings.shape[0] != len(out):
+            raise ValueError(f"{embeddings.shape[0]} embedding rows for {len(out)} images")
+        emb = pd.DataFrame(embeddings, columns=[f"emb_{k}" for k in range(embeddings.shape[1])])
+        out = pd.concat([out, emb], axis=1)
+    return out
+
+
+def selection_csv(manifest: pd.DataFrame, image_ids: list[str], coords: np.ndarray | None = None,
+                  axis_names: tuple[str, ...] = ("x", "y", "z"), embeddings: np.ndarray | None = None) -> str:
+    """CSV text of :func:`selection_table` (for the export button); dates as ``YYYY-MM-DD``."""
+    return selection_table(manifest, image_ids, coords, axis_names, embeddings).to_csv(
+        index=False, date_format="%Y-%m-%d")
 
 
 def caption(row: pd.Series | dict) -> str:
     """A one-line caption: ``id · patient · day N · age · sex · view · findings`` (see :func:`day_text`)."""
     get = row.get
     parts = [str(get("image_id", "")), str(get("patient_id", "")), day_text(row)]
-    age = get("age")
-    if age is not None and not pd.isna(age):
-        parts.append(f"{float(age):.0f} y")
+    parts.append(format_age(get("age")))
     for key in ("sex", "view"):
         value = get(key)
         if value is not None and not pd.isna(value) and str(value) not in ("U", "UNKNOWN"):

@@ -23,7 +23,9 @@ PAGE_NEEDS: dict[str, tuple[str, ...]] = {
     "counterfactuals": ("manifest", "embeddings", "gan"),
 }
 
-OPTIONAL_ARTEFACTS = frozenset({"bad files"})  # written only when a dataset had unreadable files
+# Not needed by the core pages: "bad files" is written only when a dataset had unreadable files; the GAN serves
+# the counterfactual page alone.
+OPTIONAL_ARTEFACTS = frozenset({"bad files", "gan"})
 
 
 def list_workspaces(base: str | Path) -> list[Path]:
@@ -110,10 +112,22 @@ def build_commands(missing: list[Artefact]) -> list[str]:
 
 
 def status_frame(ws: Workspace) -> pd.DataFrame:
-    """``Workspace.status()`` as a table: artefact, present, detail, path, command to build it."""
-    rows = [{"artefact": a.name, "present": a.exists, "detail": a.detail if a.exists else "missing",
+    """``Workspace.status()`` as a table: artefact, required or optional, present, detail, path, command."""
+    rows = [{"artefact": a.name, "needed": "optional" if a.name in OPTIONAL_ARTEFACTS else "required",
+             "present": a.exists, "detail": a.detail if a.exists else "missing",
              "path": str(a.path), "build with": "" if a.exists else a.command} for a in ws.status()]
-    return pd.DataFrame(rows, columns=["artefact", "present", "detail", "path", "build with"])
+    return pd.DataFrame(rows, columns=["artefact", "needed", "present", "detail", "path", "build with"])
+
+
+def optional_sentence(ws: Workspace) -> str:
+    """One line on the optional extras: the GAN (built or the command) and the UMAP maps (computed on first use)."""
+    gan = next(a for a in ws.status() if a.name == "gan")
+    gan_text = ("Optional extras: the GAN (Counterfactuals page) is built" if gan.exists else
+                f"Optional extras: the GAN for the Counterfactuals page is not built (`{gan.command}`)")
+    umap = sorted(p.name for p in ws.root.glob("projection_umap_*d.npz"))
+    umap_text = (f"UMAP maps cached ({', '.join(umap)})" if umap else
+                 "UMAP maps are computed on first use in the Embedding explorer and cached in the workspace")
+    return f"{gan_text}; {umap_text}."
 
 
 def file_key(path: str | Path) -> tuple[str, int]:
