@@ -216,8 +216,8 @@ def embed_upload(ws: Workspace, name: str, data: bytes) -> tuple[np.ndarray, np.
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _distance_reference(manifest_key: tuple[str, int], emb_key: tuple[str, int]) -> DistanceReference | None:
-    m, emb = _aligned(manifest_key, emb_key)
+def _distance_reference(m_key: tuple[str, int, bool], emb_key: tuple[str, int]) -> DistanceReference | None:
+    m, emb = _aligned(m_key, emb_key)
     if len(emb) < 2:
         return None
     return DistanceReference.from_embeddings(emb, m["patient_id"].to_numpy())
@@ -227,7 +227,7 @@ def upload_caveats(ws: Workspace, name: str, data: bytes, vector: np.ndarray) ->
     """Why an upload may not be a frontal radiograph of this workspace's kind (:mod:`reid_core.ood`); [] if none."""
     m, emb = aligned_embeddings(ws)
     nearest = float(np.min(np.linalg.norm(emb - vector[None, :], axis=1))) if len(emb) else float("inf")
-    reference = _distance_reference(file_key(ws.manifest_path), file_key(ws.embeddings_path))
+    reference = _distance_reference(manifest_key(ws), file_key(ws.embeddings_path))
     return upload_warnings(raster_preview(name, data), nearest, reference)
 
 
