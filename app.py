@@ -12,13 +12,14 @@ shows the typed message instead of a traceback; the rest of the app keeps workin
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import streamlit as st
 
 import reid_core  # noqa: F401  (before anything that imports timm)
-from pages._shared import WORKSPACE_KEY, WORKSPACES, show_failure, workspace_param
+from pages._shared import WORKSPACE_KEY, WORKSPACES, show_failure, show_unexpected, workspace_param
 from reid_core.errors import CxrReidError, WorkspaceError
 from reid_core.ui.workspaces import ANY_WORKSPACE_ENV, default_workspace, list_workspaces, resolve_custom_workspace
 from reid_core.workspace import Workspace
@@ -93,3 +94,6 @@ try:
     page.run()
 except CxrReidError as exc:  # a corrupt or mismatched artefact: a message, never a traceback
     show_failure(st.session_state.get(WORKSPACE_KEY, ""), exc)
+except Exception as exc:  # noqa: BLE001 - what no check foresaw: the page says so, the traceback goes to the log
+    logging.getLogger("cxr_reid.app").exception("page %s failed", getattr(page, "title", page))
+    show_unexpected(st.session_state.get(WORKSPACE_KEY, ""), exc)

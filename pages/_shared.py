@@ -80,6 +80,14 @@ def show_failure(ws_root: str, exc: CxrReidError) -> None:
                "or pick another workspace in the sidebar.")
 
 
+def show_unexpected(ws_root: str, exc: Exception) -> None:
+    """What a page shows when something unforeseen fails (a defect, or an artefact no check covers yet):
+    the error's type and message, never a traceback (that goes to the server log); the sidebar still works."""
+    st.error(f"This page stopped unexpectedly ({type(exc).__name__}: {str(exc)[:300]}).")
+    st.caption(f"The full traceback is in the terminal that runs the app. If a file of `{ws_root}` was edited by "
+               "hand, rebuild it with the command the Overview page lists; otherwise please report this.")
+
+
 # ---------------------------------------------------------------------------- cached tables
 @st.cache_data(show_spinner=False, max_entries=8)
 def _manifest(path: str, mtime_ns: int, calendar: bool) -> pd.DataFrame:

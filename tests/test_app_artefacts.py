@@ -42,6 +42,7 @@ CASES = [  # (artefact, damage, pages that must name it in an st.error)
     ("verifier.json", "json-list", {"verification", "retrieval"}),
     ("report.json", "garbage", {"overview", "report"}),
     ("report.json", "json-list", {"overview", "report"}),
+    ("report.json", "json-nested", set()),  # sound at the top, wrong types inside: a message, not a traceback
     ("images_64.npy", "garbage", {"verification", "retrieval", "longitudinal"}),
     ("images_64.state.json", "json-list", set()),  # an unreadable state is an unfinished store: "run prepare"
     ("workspace.json", "json-list", set()),
@@ -68,6 +69,9 @@ def damage(path: Path, how: str) -> None:
         path.write_bytes(data[: len(data) // 2] + b"\x00garbage{")
     elif how == "json-list":
         path.write_text("[1, 2]")
+    elif how == "json-nested":
+        path.write_text('{"retrieval": "oops", "verification": [1], "identification": {"galleries": 3}, '
+                        '"calibration": 7, "evaluation_set": "x", "n_test_patients": "many"}')
     else:
         raise ValueError(how)
 
