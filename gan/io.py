@@ -31,15 +31,16 @@ import torch.nn.functional as F
 
 from gan.config import GanConfig, build_generator
 from gan.networks import Generator
+from reid_core import artefact_names as names
 from reid_core import atomic
 from reid_core.checkpoint import build_to_fit, load_checkpoint, read_checkpoint_meta
 from reid_core.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-G_NAME = "G_ema"
+G_NAME = names.GENERATOR_NAME
 """Stem of the generator's weights file in the workspace's ``gan/`` folder."""
-META_NAME = "config"
+META_NAME = names.GENERATOR_META
 """Stem of the JSON record next to it."""
 CONFIG_KEYS = GanConfig.RECORD_KEYS
 """Where the architecture may sit in the meta, in order of preference (``gan`` is what gan.train writes)."""

@@ -30,6 +30,7 @@ its training size), so the two sets go through identical resizing.
 """
 from __future__ import annotations
 
+from reid_core import artefact_names as names
 import logging
 import math
 from pathlib import Path
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = names.RUN_METRICS
 
 
 # --------------------------------------------------------------------------- Fréchet distance

@@ -41,6 +41,7 @@ from gan.runloop import kimg_bar, run_kimg_loop
 from gan.resume import GanProgress, check_resumable, has_resume_state, load_resume, resume_dir, save_resume
 from gan.snapshot import SAMPLES_NAME, SnapshotGrid, save_generator, save_png_atomic
 from gan.train_config import GanTrainConfig
+from reid_core import artefact_names as names
 from reid_core.errors import TrainingError
 from reid_core.train.distributed import DistContext, init_distributed
 from reid_core.train.runlog import JsonlLog, write_json_atomic
@@ -52,8 +53,8 @@ log = logging.getLogger(__name__)
 
 _SEED_STEP = 0x6A5
 AMP_CONV_CLAMP = 256.0
-OUTPUT_FILES = ("G_ema.safetensors", "config.json", SAMPLES_NAME, "metrics.json", "train_config.json",
-                "E_ema.safetensors", "encoder.json")  # the last two: an autoencoder run's encoder, replaced too
+OUTPUT_FILES = (*names.GENERATOR_FILES, SAMPLES_NAME, names.RUN_METRICS, "train_config.json",
+                *names.ENCODER_FILES)  # the last two: an autoencoder run's encoder, replaced too
 
 
 @dataclass

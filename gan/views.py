@@ -335,7 +335,7 @@ def quality_table(ws: Workspace) -> Quality | None:
     """The autoencoder figures of ``gan/metrics.json`` (``cxr-reid cae-evaluate``), or None when absent."""
     import json
 
-    path = ws.gan_dir / "metrics.json"
+    path = ws.gan_metrics_path
     try:
         metrics = json.loads(path.read_text(encoding="utf-8")).get("autoencoder")
     except (OSError, ValueError, AttributeError):

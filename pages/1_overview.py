@@ -72,7 +72,7 @@ else:
     if (ws.embedder_dir / "MODEL_CARD.md").exists():
         with st.expander("Embedder model card"):
             st.markdown((ws.embedder_dir / "MODEL_CARD.md").read_text(encoding="utf-8"))
-if (ws.gan_dir / "G_ema.safetensors").exists():
+if (ws.generator_weights_path).exists():
     st.markdown("**GAN**: trained (`gan/G_ema.safetensors`)")
     if (ws.gan_dir / "MODEL_CARD.md").exists():
         with st.expander("GAN model card"):

@@ -106,7 +106,7 @@ if require(ws, PAGE_NEEDS["verification"], "Verification"):
 
     if a is not None and b is not None:
         st.subheader("Saliency: what drives the distance")
-        if not (ws.embedder_dir / "model.safetensors").exists():
+        if not (ws.embedder_weights_path).exists():
             st.info(f"Saliency needs the trained embedder: run `cxr-reid train --workspace {ws.root}`")
         elif a["image"] is None or b["image"] is None:
             st.info(f"Saliency needs the pixels of both images: run `cxr-reid prepare --workspace {ws.root}`")

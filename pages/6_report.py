@@ -42,7 +42,7 @@ if log_path.exists():
         st.info("The training log is empty.")
     else:
         st.plotly_chart(training_curves(train, val), width="stretch", key="report_training")
-        card = ws.embedder_dir / "card.json"
+        card = ws.embedder_card_path
         st.caption(training_source(card.read_text() if card.exists() else None))
         if val.empty:
             st.caption("no validation during training (val_every larger than the run)")

@@ -63,7 +63,7 @@ with controls:
         if E is not None and real is not None:
             subject = cf.Subject(c0=emb[pos], real=real, label=caption(m.iloc[pos]),
                                  z=encode_film(ws, real, emb[pos], caption(m.iloc[pos])).subject.z)
-    elif not (ws.embedder_dir / "model.safetensors").exists():
+    elif not (ws.embedder_weights_path).exists():
         st.warning(f"Using an upload needs the trained embedder: run `cxr-reid train --workspace {ws.root}`")
     elif E is not None:
         upload = st.file_uploader(f"DICOM, PNG or JPG (≤ {MAX_UPLOAD_MB} MB)", type=list(UPLOAD_TYPES),

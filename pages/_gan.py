@@ -21,7 +21,7 @@ Key = tuple[str, int]
 
 
 def _keys(ws: Workspace) -> tuple[str, Key, Key]:
-    return str(ws.root), file_key(ws.gan_dir / "G_ema.safetensors"), file_key(ws.embeddings_path)
+    return str(ws.root), file_key(ws.generator_weights_path), file_key(ws.embeddings_path)
 
 
 @st.cache_resource(show_spinner="loading the generator…", max_entries=2)
@@ -41,8 +41,8 @@ def _encoder(root: str, gan_key: Key, enc_key: Key):
 
 def encoder(ws: Workspace):
     """The generator's nuisance encoder (an autoencoder-trained generator), or None; raises CxrReidError subclasses."""
-    return _encoder(str(ws.root), file_key(ws.gan_dir / "G_ema.safetensors"),
-                    file_key(ws.gan_dir / "E_ema.safetensors"))
+    return _encoder(str(ws.root), file_key(ws.generator_weights_path),
+                    file_key(ws.encoder_weights_path))
 
 
 @st.cache_data(show_spinner="encoding the film…", max_entries=64)
@@ -54,7 +54,7 @@ def _encode_film(root: str, gan_key: Key, emb_key: Key, enc_key: Key, image: np.
 
 def encode_film(ws: Workspace, image: np.ndarray, c0: np.ndarray, label: str) -> cf.EncodedImage:
     """A workspace film encoded with its stored identity embedding ``c0`` (cached per film)."""
-    return _encode_film(*_keys(ws), file_key(ws.gan_dir / "E_ema.safetensors"), image, c0, label)
+    return _encode_film(*_keys(ws), file_key(ws.encoder_weights_path), image, c0, label)
 
 
 @st.cache_data(show_spinner="encoding the upload…", max_entries=8)
@@ -68,8 +68,8 @@ def _encode_upload(root: str, gan_key: Key, emb_key: Key, enc_key: Key, weights_
 
 def encode_upload(ws: Workspace, name: str, data: bytes) -> cf.EncodedImage:
     """The upload encoded (identity from the embedder, nuisance from the encoder); raises CxrReidError subclasses."""
-    return _encode_upload(*_keys(ws), file_key(ws.gan_dir / "E_ema.safetensors"),
-                          file_key(ws.embedder_dir / "model.safetensors"), name, data)
+    return _encode_upload(*_keys(ws), file_key(ws.encoder_weights_path),
+                          file_key(ws.embedder_weights_path), name, data)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -104,7 +104,7 @@ def _invert(root: str, gan_key: Key, emb_key: Key, weights_key: Key, name: str, 
 
 def invert_upload(ws: Workspace, name: str, data: bytes, steps: int) -> cf.InvertedImage:
     """The upload inverted into the generator (cached per file and step count); raises CxrReidError subclasses."""
-    return _invert(*_keys(ws), file_key(ws.embedder_dir / "model.safetensors"), name, data, int(steps))
+    return _invert(*_keys(ws), file_key(ws.embedder_weights_path), name, data, int(steps))
 
 
 @st.cache_data(show_spinner="rendering the PCs × α grid…", max_entries=16)

@@ -170,7 +170,7 @@ def _embedder(directory: str, weights_key: tuple[str, int]):
 
 
 def embedder(ws: Workspace):
-    key = file_key(ws.embedder_dir / "model.safetensors")
+    key = file_key(ws.embedder_weights_path)
     return _embedder(str(Path(key[0]).parent), key)
 
 
@@ -220,7 +220,7 @@ def _embed_upload(weights_key: tuple[str, int], name: str, data: bytes) -> tuple
 
 def embed_upload(ws: Workspace, name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(letterboxed uint8 image, embedding) of an uploaded file; raises CxrReidError subclasses."""
-    return _embed_upload(file_key(ws.embedder_dir / "model.safetensors"), name, data)
+    return _embed_upload(file_key(ws.embedder_weights_path), name, data)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -248,7 +248,7 @@ def _saliency(weights_key: tuple[str, int], img_a: np.ndarray, img_b: np.ndarray
 
 def saliency(ws: Workspace, img_a: np.ndarray, img_b: np.ndarray):
     """:func:`reid_core.saliency.pair_saliency` of two images with the workspace's embedder (cached)."""
-    return _saliency(file_key(ws.embedder_dir / "model.safetensors"), img_a, img_b)
+    return _saliency(file_key(ws.embedder_weights_path), img_a, img_b)
 
 
 # ---------------------------------------------------------------------------- image widgets
@@ -378,7 +378,7 @@ def query_picker(ws: Workspace, label: str, key: str, options: list[str], defaul
     uploads; ``caveats``: why an upload may be out of distribution, also shown with ``st.warning``), or None
     when nothing usable is chosen; upload problems are shown with ``st.error``.
     """
-    has_embedder = (ws.embedder_dir / "model.safetensors").exists()
+    has_embedder = (ws.embedder_weights_path).exists()
     source = st.radio(f"{label} from", ("workspace", "upload"), horizontal=True, key=f"{key}_source",
                       disabled=not allow_upload)
     if source == "workspace":

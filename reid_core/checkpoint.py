@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reid_core import artefact_names as names
 from reid_core.atomic import remove_stale_temps
 from reid_core.errors import CheckpointError
 
@@ -59,7 +60,7 @@ FORMAT = "cxr-reid-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
 _CAST_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
-_RESERVED_STATE_NAMES = frozenset({"model", "config"})
+_RESERVED_STATE_NAMES = frozenset({names.EMBEDDER_NAME, names.EMBEDDER_META})
 
 
 class CheckpointFiles(NamedTuple):
@@ -149,8 +150,9 @@ def _json_bytes(record: dict[str, Any]) -> bytes:
 
 # --------------------------------------------------------------------------- generic checkpoint
 
-def save_checkpoint(directory: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any], name: str = "model",
-                    *, meta_name: str = "config", dtype: torch.dtype | None = None) -> CheckpointFiles:
+def save_checkpoint(directory: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any],
+                    name: str = names.EMBEDDER_NAME, *, meta_name: str = names.EMBEDDER_META,
+                    dtype: torch.dtype | None = None) -> CheckpointFiles:
     """Atomically write ``<name>.safetensors`` and ``<meta_name>.json`` into ``directory`` (created if needed).
 
     ``meta`` must be plain JSON (no NaN/inf). ``dtype=torch.float16`` (or bfloat16)
@@ -212,13 +214,13 @@ def _read_record(directory: Path, meta_name: str) -> dict[str, Any]:
     return record
 
 
-def read_checkpoint_meta(directory: str | Path, *, meta_name: str = "config") -> dict[str, Any]:
+def read_checkpoint_meta(directory: str | Path, *, meta_name: str = names.EMBEDDER_META) -> dict[str, Any]:
     """The ``meta`` of a checkpoint's JSON record, without reading or verifying the weights."""
     _check_name(meta_name, "meta_name")
     return _read_record(Path(directory), meta_name)["meta"]
 
 
-def load_checkpoint(directory: str | Path, name: str = "model", *, meta_name: str = "config",
+def load_checkpoint(directory: str | Path, name: str = names.EMBEDDER_NAME, *, meta_name: str = names.EMBEDDER_META,
                     map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read and verify a checkpoint written by :func:`save_checkpoint`; returns ``(tensors, meta)``.
 
@@ -283,7 +285,8 @@ def save_embedder(directory: str | Path, model: "Embedder", extra_meta: dict[str
                      "torch": torch.__version__.split("+")[0]},
         "extra": dict(extra_meta or {}),
     }
-    return save_checkpoint(directory, model.state_dict(), meta, "model", meta_name="config", dtype=dtype)
+    return save_checkpoint(directory, model.state_dict(), meta, names.EMBEDDER_NAME,
+                           meta_name=names.EMBEDDER_META, dtype=dtype)
 
 
 def state_dict_mismatches(module: torch.nn.Module, tensors: dict[str, Tensor], limit: int = 10) -> list[str]:
@@ -331,8 +334,8 @@ def load_embedder(directory: str | Path, map_location: str | torch.device = "cpu
     from reid_core.model import INPUT_MEAN, INPUT_STD, Embedder, EmbedderConfig
 
     directory = Path(directory)
-    tensors, meta = load_checkpoint(directory, "model", meta_name="config")
-    where = directory / "config.json"
+    tensors, meta = load_checkpoint(directory, names.EMBEDDER_NAME, meta_name=names.EMBEDDER_META)
+    where = directory / names.record_file(names.EMBEDDER_META)
     if meta.get("kind") != "embedder" or not isinstance(meta.get("embedder"), dict):
         raise CheckpointError(f"{where}: not an embedder checkpoint (kind={meta.get('kind')!r})")
     norm = meta.get("input_norm", {"mean": INPUT_MEAN, "std": INPUT_STD})
@@ -343,7 +346,7 @@ def load_embedder(directory: str | Path, map_location: str | torch.device = "cpu
         config = EmbedderConfig.from_dict(meta["embedder"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{where}: cannot rebuild the embedder: {exc}") from None
-    model = build_to_fit(lambda: Embedder(config), tensors, where, directory / "model.safetensors",
+    model = build_to_fit(lambda: Embedder(config), tensors, where, directory / names.weights_file(names.EMBEDDER_NAME),
                          f"embedder (backbone {config.backbone!r})")
     model.load_state_dict(tensors, strict=True)
     return model.to(map_location).eval()

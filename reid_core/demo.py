@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from reid_core import artefact_names as names
 from reid_core.atomic import atomic_path, write_text_atomic
 from reid_core.workspace import Workspace
 
@@ -38,11 +39,11 @@ SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 DEMO_SEED = 1  # the shipped models are trained on phantom seed 0: seed 1 draws other people
 DEMO_PATIENTS = 200
 DISPLAY_SIZE = 128
-_EMBEDDER_FILES = ("model.safetensors", "config.json")
-_GAN_FILES = ("G_ema.safetensors", "config.json")
-_ENCODER_FILES = ("E_ema.safetensors", "encoder.json")  # an autoencoder-trained generator's encoder
+_EMBEDDER_FILES = names.EMBEDDER_FILES
+_GAN_FILES = names.GENERATOR_FILES
+_ENCODER_FILES = names.ENCODER_FILES  # an autoencoder-trained generator's encoder
 # copied along when shipped: the card (overview page), the training log and summary (model report's curves)
-_EXTRA_FILES = ("MODEL_CARD.md", "card.json", "train_log.jsonl", "metrics.json")
+_EXTRA_FILES = (names.MODEL_CARD, names.EMBEDDER_CARD, names.TRAIN_LOG, names.RUN_METRICS)
 
 
 @dataclass

@@ -147,7 +147,7 @@ def _dist() -> tuple[int, int]:
 
 def embeddings_up_to_date(ws: Workspace) -> bool:
     """Whether ``embeddings.npz`` is at least as new as the embedder's weights and the manifest."""
-    inputs = [ws.embedder_dir / "model.safetensors", ws.manifest_path]
+    inputs = [ws.embedder_weights_path, ws.manifest_path]
     return ws.embeddings_path.exists() and all(
         ws.embeddings_path.stat().st_mtime >= p.stat().st_mtime for p in inputs if p.exists())
 
@@ -164,7 +164,7 @@ def embed_workspace(workspace: Workspace | str | Path, batch_size: int = 64, dev
     from reid_core.checkpoint import load_embedder
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    weights = ws.embedder_dir / "model.safetensors"
+    weights = ws.embedder_weights_path
     if not weights.exists():
         raise WorkspaceError(f"{ws.root} has no trained embedder; run `cxr-reid train --workspace {ws.root}`")
     if not force and embeddings_up_to_date(ws):

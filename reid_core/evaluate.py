@@ -155,7 +155,7 @@ def evaluate_workspace(workspace: Workspace | str | Path, n_boot: int = 1000, se
             "retrieval": retrieval_metrics(pix[ev], pids[ev]),
             "verification": bver,
         }
-    meta_path = ws.embedder_dir / "config.json"
+    meta_path = ws.embedder_record_path
     if meta_path.exists():
         report["embedder"] = json.loads(meta_path.read_text()).get("meta", {})
     report = _clean(report)

@@ -102,7 +102,7 @@ def choose_evaluation_set(manifest: pd.DataFrame, images: ImagesChoice = "auto",
 def workspace_evaluation_set(ws: Any, manifest: pd.DataFrame, images: ImagesChoice = "auto") -> EvaluationSet:
     """:func:`choose_evaluation_set` with the records of workspace ``ws`` (workspace.json, embedder/card.json)."""
     info = _read_json(ws.info_path)
-    card = _read_json(ws.embedder_dir / "card.json")
+    card = _read_json(ws.embedder_card_path)
     chosen = choose_evaluation_set(manifest, images, info, (card or {}).get("data"))
     if chosen.images.sum() < 2:
         raise WorkspaceError(f"evaluation needs at least 2 images; {chosen.reason} selects {chosen.images.sum()}")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from reid_core import artefact_names as names
 from reid_core.checkpoint import load_embedder, save_embedder
 from reid_core.errors import WorkspaceError
 from reid_core.workspace import Workspace
@@ -47,7 +48,7 @@ def ship_embedder(workspace: str | Path | Workspace, out: str | Path, *, hardwar
     from reid_core.metrics import retrieval_metrics
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    for need, command in ((ws.embedder_dir / "model.safetensors", "cxr-reid train"),
+    for need, command in ((ws.embedder_weights_path, "cxr-reid train"),
                           (ws.report_path, "cxr-reid embed, then cxr-reid evaluate")):
         if not need.exists():
             raise WorkspaceError(f"{need} is missing; run `{command} --workspace {ws.root}` first")
@@ -59,7 +60,7 @@ def ship_embedder(workspace: str | Path | Workspace, out: str | Path, *, hardwar
     rows, pids = test["cache_row"].to_numpy(), test["patient_id"].astype(str).to_numpy()
     full = embed_array(model, store, rows, device="cpu", progress=False)
     p1_full = retrieval_metrics(full, pids)["precision_at_1"]
-    record = json.loads((ws.embedder_dir / "config.json").read_text())["meta"].get("extra", {})
+    record = json.loads((ws.embedder_record_path).read_text())["meta"].get("extra", {})
     # write fp16, then check the file itself: reloaded, it must embed the test images as float32 does
     save_embedder(out, model, record, dtype=torch.float16)
     cast = embed_array(load_embedder(out), store, rows, device="cpu", progress=False)
@@ -70,7 +71,7 @@ def ship_embedder(workspace: str | Path | Workspace, out: str | Path, *, hardwar
         save_embedder(out, model, record)
     result = ShipResult(out, "float16" if use_fp16 else "float32", diff, p1_full, p1_cast if use_fp16 else p1_full)
     card = embedder_card(ws, model, result, hardware or default_hardware(), notes)
-    (out / "card.json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    (out / names.EMBEDDER_CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     (out / "MODEL_CARD.md").write_text(embedder_card_markdown(card))
     return result
 
@@ -86,10 +87,10 @@ def embedder_card(ws: Workspace, model: torch.nn.Module, result: ShipResult, har
                   notes: str) -> dict[str, Any]:
     """The facts of the model card as plain JSON."""
     report = json.loads(ws.report_path.read_text())
-    metrics_path = ws.embedder_dir / "metrics.json"  # absent where the embedder was installed, not trained
+    metrics_path = ws.embedder_metrics_path  # absent where the embedder was installed, not trained
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     info = json.loads(ws.info_path.read_text()) if ws.info_path.exists() else {}
-    cfg = json.loads((ws.embedder_dir / "config.json").read_text())["meta"]["extra"].get("train_config", {})
+    cfg = json.loads((ws.embedder_record_path).read_text())["meta"]["extra"].get("train_config", {})
     r, v, b = report["retrieval"], report["verification"], report.get("baseline", {})
     return {
         "model": {"backbone": model.config.backbone, "embedding_dim": model.config.embedding_dim,

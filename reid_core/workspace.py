@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reid_core import artefact_names as names
 from reid_core.atomic import write_text_atomic
 from reid_core.errors import WorkspaceError
 from reid_core.jsonfile import read_json_object
@@ -66,6 +67,22 @@ class Workspace:
         return self.root / "embedder"
 
     @property
+    def embedder_weights_path(self) -> Path:
+        return self.embedder_dir / names.weights_file(names.EMBEDDER_NAME)
+
+    @property
+    def embedder_record_path(self) -> Path:
+        return self.embedder_dir / names.record_file(names.EMBEDDER_META)
+
+    @property
+    def embedder_metrics_path(self) -> Path:
+        return self.embedder_dir / names.RUN_METRICS
+
+    @property
+    def embedder_card_path(self) -> Path:
+        return self.embedder_dir / names.EMBEDDER_CARD
+
+    @property
     def embeddings_path(self) -> Path:
         return self.root / "embeddings.npz"
 
@@ -80,6 +97,18 @@ class Workspace:
     @property
     def gan_dir(self) -> Path:
         return self.root / "gan"
+
+    @property
+    def generator_weights_path(self) -> Path:
+        return self.gan_dir / names.weights_file(names.GENERATOR_NAME)
+
+    @property
+    def encoder_weights_path(self) -> Path:
+        return self.gan_dir / names.weights_file(names.ENCODER_NAME)
+
+    @property
+    def gan_metrics_path(self) -> Path:
+        return self.gan_dir / names.RUN_METRICS
 
     @property
     def report_path(self) -> Path:
@@ -140,8 +169,7 @@ class Workspace:
                      f"cxr-reid prepare --workspace {ws} --size 256"),
             Artefact("bad files", self.bad_files_path, self.bad_files_path.exists(), _bad_detail(self),
                      f"cxr-reid prepare --workspace {ws}"),
-            Artefact("embedder", self.embedder_dir / "model.safetensors",
-                     (self.embedder_dir / "model.safetensors").exists(), "",
+            Artefact("embedder", self.embedder_weights_path, self.embedder_weights_path.exists(), "",
                      f"cxr-reid train --workspace {ws}"),
             Artefact("embeddings", self.embeddings_path, self.embeddings_path.exists(), "",
                      f"cxr-reid embed --workspace {ws}"),
@@ -150,7 +178,7 @@ class Workspace:
                      f"cxr-reid evaluate --workspace {ws}"),
             Artefact("report", self.report_path, self.report_path.exists(), "",
                      f"cxr-reid evaluate --workspace {ws}"),
-            Artefact("gan", self.gan_dir / "G_ema.safetensors", (self.gan_dir / "G_ema.safetensors").exists(), "",
+            Artefact("gan", self.generator_weights_path, self.generator_weights_path.exists(), "",
                      f"cxr-reid train-gan --workspace {ws}"),
         ]
         return rows

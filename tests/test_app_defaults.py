@@ -35,7 +35,7 @@ def unseen(tmp_path_factory):
     EmbeddingTable(emb, m["image_id"]).save(ws.embeddings_path)
     Index.build(emb, m["image_id"]).save(ws.root)
     ws.embedder_dir.mkdir()
-    (ws.embedder_dir / "card.json").write_text(json.dumps({"data": {"dataset": "phantom", "options": {"seed": 0},
+    (ws.embedder_card_path).write_text(json.dumps({"data": {"dataset": "phantom", "options": {"seed": 0},
                                                                     "n_train_patients": 935}}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

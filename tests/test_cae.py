@@ -307,8 +307,8 @@ def test_a_gan_run_does_not_resume_or_silently_replace_an_autoencoder_run(cae_ws
                              grid_rows=2, grid_cols=2, device="cpu")
     with pytest.raises(TrainingError, match="autoencoder run"):
         train_gan(cae_ws, gan_cfg, progress=False)
-    assert (cae_ws.gan_dir / "E_ema.safetensors").is_file()  # nothing replaced
+    assert (cae_ws.encoder_weights_path).is_file()  # nothing replaced
     train_gan(cae_ws, gan_cfg, resume=False, progress=False)
-    assert not (cae_ws.gan_dir / "E_ema.safetensors").exists()  # no orphaned encoder beside the GAN's generator
+    assert not (cae_ws.encoder_weights_path).exists()  # no orphaned encoder beside the GAN's generator
     with pytest.raises(TrainingError, match="autoencoder run"):
         train_cae(cae_ws, tiny(), progress=False)

@@ -205,7 +205,7 @@ def test_sigint_saves_the_resume_state_and_raises(tmp_path, monkeypatch):
         train_gan(ws, tiny(), progress=False)
     assert signal.getsignal(signal.SIGINT) == before
     assert load_resume(ws.gan_dir)["progress"]["step"] == 1
-    assert (ws.gan_dir / "samples.png").exists() and (ws.gan_dir / "G_ema.safetensors").exists()
+    assert (ws.gan_dir / "samples.png").exists() and (ws.generator_weights_path).exists()
     monkeypatch.setattr(gan_train._Session, "train_step", original)
     assert train_gan(ws, tiny(kimg=0.008), progress=False).resumed_from == 1
 
@@ -225,7 +225,7 @@ def test_cli_functions(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["preset"] == "tiny"
     assert run_train_gan_command(parser.parse_args(argv)) == 0
     assert "finished at 0.008/0.008 kimg (2 steps)" in capsys.readouterr().out
-    assert (ws.gan_dir / "G_ema.safetensors").exists()
+    assert (ws.generator_weights_path).exists()
     with pytest.raises(TrainingError, match="unknown key 'nope'"):
         gan_config_from_args(parser.parse_args(argv + ["--set", "nope=1"]))
 

@@ -89,11 +89,11 @@ def test_audit_finds_swapped_ids():
 def test_embedder_summary_says_what_the_embedder_was_trained_on(tmp_path):
     ws = Workspace(tmp_path / "ws")
     ws.embedder_dir.mkdir(parents=True)
-    (ws.embedder_dir / "model.safetensors").write_bytes(b"")
+    (ws.embedder_weights_path).write_bytes(b"")
     meta = {"meta": {"embedder": {"backbone": "resnet18", "embedding_dim": 8, "image_size": 32},
                      "extra": {"train_config": {"train_findings": "normal"}}}}
-    (ws.embedder_dir / "config.json").write_text(json.dumps(meta))
+    (ws.embedder_record_path).write_text(json.dumps(meta))
     assert workspaces.embedder_summary(ws).train_findings == "normal"
     meta["meta"]["extra"] = {}  # a checkpoint from before the option: trained on every film
-    (ws.embedder_dir / "config.json").write_text(json.dumps(meta))
+    (ws.embedder_record_path).write_text(json.dumps(meta))
     assert workspaces.embedder_summary(ws).train_findings == "all"

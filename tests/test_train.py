@@ -272,4 +272,4 @@ def test_cli_functions(tmp_path, capsys):
     assert run_train_command(_args("--workspace", str(ws.root), "--config", str(cfg_file), "--max-steps", "2",
                                    "--no-resume", "--quiet", "--device", "cpu")) == 0
     assert "finished at step 2/2" in capsys.readouterr().out
-    assert (ws.embedder_dir / "model.safetensors").exists()
+    assert (ws.embedder_weights_path).exists()

@@ -22,11 +22,12 @@ from gan.cae.encoder import EncoderConfig, NuisanceEncoder
 from gan.config import GanConfig
 from gan.io import G_NAME, META_NAME
 from gan.networks import Generator
+from reid_core import artefact_names as names
 from reid_core.checkpoint import build_to_fit, load_checkpoint, save_checkpoint
 from reid_core.errors import CheckpointError
 
-E_NAME = "E_ema"
-E_META_NAME = "encoder"
+E_NAME = names.ENCODER_NAME
+E_META_NAME = names.ENCODER_META
 OBJECTIVE = "autoencoder"
 
 

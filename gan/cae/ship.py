@@ -14,11 +14,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from reid_core import artefact_names as names
 from reid_core.atomic import atomic_path, write_text_atomic
 from reid_core.errors import WorkspaceError
 from gan.views import IDENTITY_ROWS
 
-FILES = ("G_ema.safetensors", "E_ema.safetensors", "train_log.jsonl", "metrics.json", "config.json", "encoder.json")
+FILES = (*names.GENERATOR_FILES, *names.ENCODER_FILES, names.TRAIN_LOG, names.RUN_METRICS)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -119,7 +120,7 @@ def ship_generator(workspace: Path, out: Path, notes: str = "") -> Path:
     load_generator(ws.gan_dir)  # verified before anything is copied
     load_encoder(ws.gan_dir)
     try:
-        metrics = json.loads((ws.gan_dir / "metrics.json").read_text(encoding="utf-8"))["autoencoder"]
+        metrics = json.loads((ws.gan_metrics_path).read_text(encoding="utf-8"))["autoencoder"]
     except (OSError, ValueError, KeyError) as exc:
         raise WorkspaceError(f"{ws.gan_dir} has no judged figures ({exc}); run `cxr-reid cae-evaluate --workspace "
                              f"{ws.root}` first") from None

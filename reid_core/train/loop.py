@@ -34,6 +34,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from reid_core import artefact_names as names
 from reid_core.checkpoint import save_embedder
 from reid_core.errors import TrainingError
 from reid_core.model import Embedder, load_init_weights
@@ -140,7 +141,7 @@ class _Trainer:
         if self.cfg.init_weights:
             load_init_weights(self.model, self.cfg.init_weights)  # before DDP wraps: rank 0's copy is broadcast
         if self.ctx.is_main:
-            old = [n for n in ("model.safetensors", "config.json", "metrics.json") if (self.out / n).exists()]
+            old = [n for n in (*names.EMBEDDER_FILES, names.RUN_METRICS) if (self.out / n).exists()]
             if old or resume_dir(self.out).exists():
                 log.info("starting over in %s: removing the previous run's %s", self.out, old + ["resume/"])
             shutil.rmtree(resume_dir(self.out), ignore_errors=True)

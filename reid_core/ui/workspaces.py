@@ -154,13 +154,13 @@ class EmbedderSummary:
 
 def embedder_summary(ws: Workspace) -> EmbedderSummary | None:
     """Backbone, dimension, resolution and training length from ``embedder/``; None when absent/unreadable."""
-    cfg_path = ws.embedder_dir / "config.json"
-    if not (ws.embedder_dir / "model.safetensors").exists() or not cfg_path.exists():
+    cfg_path = ws.embedder_record_path
+    if not (ws.embedder_weights_path).exists() or not cfg_path.exists():
         return None
     try:
         meta = as_dict(read_json_object(cfg_path).get("meta"))
         emb = as_dict(meta.get("embedder"))
-        metrics_path = ws.embedder_dir / "metrics.json"
+        metrics_path = ws.embedder_metrics_path
         metrics = read_json_object(metrics_path) if metrics_path.exists() else {}
         return EmbedderSummary(
             backbone=str(emb.get("backbone", "?")), embedding_dim=int(emb.get("embedding_dim", 0)),
