@@ -47,7 +47,7 @@ from reid_core.train.optim import build_optimizer, build_scheduler, match_state_
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.sampler import PatientBatchSampler
 from reid_core.train.signals import StopRequest
-from reid_core.train.window import derive_seed
+from reid_core.train.window import StatsWindow, derive_seed
 from reid_core.train.state import Progress, check_resumable, has_resume_state, load_resume, resume_dir, save_resume
 from reid_core.train.validate import autocast_context, validate
 from reid_core.workspace import Workspace
@@ -246,7 +246,7 @@ class _Trainer:
         cfg, p = self.cfg, self.progress
         bar = tqdm(total=self.total_steps, initial=p.step, disable=not self.show_bar, unit="step",
                    desc="train", dynamic_ncols=True)
-        window, session_steps = _Window(), 0
+        window, session_steps = StatsWindow(), 0
         try:
             while not self.finished():
                 if p.step_in_epoch >= self.steps_per_epoch:
@@ -268,7 +268,7 @@ class _Trainer:
         finally:
             bar.close()
 
-    def timed_step(self, batch_iter: Iterator, window: "_Window", bar: tqdm) -> None:
+    def timed_step(self, batch_iter: Iterator, window: StatsWindow, bar: tqdm) -> None:
         """Read ``grad_accum`` batches, train one step, account time and images, log every ``log_every``."""
         cfg, p = self.cfg, self.progress
         images = self.sampler.batch_size * cfg.grad_accum * self.ctx.world_size
@@ -276,14 +276,14 @@ class _Trainer:
         micro = [next(batch_iter) for _ in range(cfg.grad_accum)]
         t1 = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
-        window.add_loss(self.train_step(micro))
+        window.add({"loss": self.train_step(micro)})
         p.step, p.step_in_epoch, p.images_seen = p.step + 1, p.step_in_epoch + 1, p.images_seen + images
         if self.ctx.device.type == "cuda" and p.step % cfg.log_every == 0:
             torch.cuda.synchronize()  # make the logged throughput true (steps are asynchronous in between)
         dt = time.perf_counter() - t0
         p.train_time_s += dt
         p.elapsed_s += dt
-        window.add_time(dt, t1 - t0, images)
+        window.add_time(dt, images, wait_s=t1 - t0)
         bar.update(1)
         if p.step % cfg.log_every == 0 or p.step >= self.total_steps:
             self._log_train(window, lr, bar)
@@ -303,36 +303,13 @@ class _Trainer:
             raise KeyboardInterrupt
         return end_session and not self.finished()
 
-    def _log_train(self, window: "_Window", lr: float, bar: tqdm) -> None:
+    def _log_train(self, window: StatsWindow, lr: float, bar: tqdm) -> None:
         p = self.progress
-        record = {"event": "train", "step": p.step, "epoch": p.epoch, **window.flush(), "lr": lr}
+        stats = window.flush()
+        record = {"event": "train", "step": p.step, "epoch": p.epoch, "loss": stats.get("loss", math.nan),
+                  "images_per_sec": stats["images_per_sec"], "data_wait_frac": stats["data_wait_frac"], "lr": lr}
         self.log_file.write(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_sec']:.1f}")
-
-
-class _Window:
-    """Loss, time and data-wait accumulated between two log lines."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.losses: list[torch.Tensor] = []
-        self.time = self.wait = 0.0
-        self.images = 0
-
-    def add_loss(self, loss: torch.Tensor) -> None:
-        self.losses.append(loss)
-
-    def add_time(self, step_s: float, wait_s: float, images: int) -> None:
-        self.time, self.wait, self.images = self.time + step_s, self.wait + wait_s, self.images + images
-
-    def flush(self) -> dict[str, float]:
-        loss = torch.stack(self.losses).mean().item() if self.losses else math.nan
-        out = {"loss": loss, "images_per_sec": self.images / self.time if self.time > 0 else 0.0,
-               "data_wait_frac": self.wait / self.time if self.time > 0 else 0.0}
-        self.reset()
-        return out
 
 
 def train_embedder(workspace: Workspace | str | Path, config: TrainConfig, resume: bool = True,
