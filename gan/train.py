@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from gan.config import GanConfig
 from gan.data import GanData, RealSampler, RealStream, load_gan_data, to_model_images
 from gan.engine import GanEngine, Stats
 from gan.runloop import kimg_bar, run_kimg_loop
-from gan.resume import GanProgress, check_resumable, has_resume_state, load_resume, resume_dir, save_resume
+from gan.resume import GanProgress, gan_resume
 from gan.snapshot import SAMPLES_NAME, SnapshotGrid, save_generator, save_png_atomic
 from gan.train_config import GanTrainConfig
 from reid_core import artefact_names as names
@@ -92,10 +91,11 @@ class _Session:
         if cfg.batch % ctx.world_size:
             raise TrainingError(f"batch {cfg.batch} must be divisible by the {ctx.world_size} processes")
         self.data: GanData = load_gan_data(ws, cfg.resolution, unconditional=cfg.unconditional, splits=cfg.splits)
-        self.state = load_resume(self.out) if resume and has_resume_state(self.out) else None
+        self.resume = gan_resume(self.out)
+        self.state = self.resume.load() if resume and self.resume.exists() else None
         amp = cfg.amp and ctx.device.type == "cuda"
         if self.state is not None:
-            check_resumable(self.state["config"], cfg.to_dict(), resume_dir(self.out))
+            self.resume.check_config(self.state["config"], cfg.to_dict())
             self.gan_cfg = GanConfig.from_dict(self.state["gan"])  # the run's architecture, whatever the device
             if self.gan_cfg.c_dim != self.data.c_dim:
                 raise TrainingError(f"the saved GAN has c_dim {self.gan_cfg.c_dim} but the embeddings now have "
@@ -130,15 +130,10 @@ class _Session:
             self.state = None  # free the CPU copy
             if self.ctx.is_main:
                 log.info("resuming the GAN at step %d (%.3f kimg) from %s", self.progress.step, self.progress.kimg,
-                         resume_dir(self.out))
+                         self.resume.folder)
             return self.progress.step
         if self.ctx.is_main:
-            old = [n for n in OUTPUT_FILES if (self.out / n).exists()]
-            if old or resume_dir(self.out).exists():
-                log.info("starting the GAN over in %s: removing %s", self.out, old + ["resume/"])
-            shutil.rmtree(resume_dir(self.out), ignore_errors=True)
-            for name in old:
-                (self.out / name).unlink(missing_ok=True)
+            self.resume.start_over(self.out, OUTPUT_FILES)
         self.ctx.barrier()
         return None
 
@@ -171,8 +166,8 @@ class _Session:
             return
         t0 = time.perf_counter()
         engine_state = self.engine.state_dict()
-        save_resume(self.out, engine_state=engine_state, progress=self.progress, config=self.cfg.to_dict(),
-                    gan=self.gan_cfg.to_dict(), world_size=self.ctx.world_size)
+        self.resume.save({"engine": engine_state, "progress": self.progress.to_dict(), "config": self.cfg.to_dict(),
+                          "gan": self.gan_cfg.to_dict(), "world_size": self.ctx.world_size})
         save_generator(self.out, self.engine.G_ema, self.gan_cfg, self.cfg.to_dict(), self.stats_summary())
         assert self.grid is not None
         save_png_atomic(self.out / SAMPLES_NAME, self.grid.render(self.engine.G_ema))

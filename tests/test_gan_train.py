@@ -19,7 +19,7 @@ from gan.cli import add_train_gan_arguments, gan_config_from_args, run_train_gan
 from gan import train as gan_train
 from gan.config import GanArchOverrides
 from gan.data import RealSampler
-from gan.resume import check_resumable, load_resume
+from gan.resume import gan_resume
 from gan.io import load_generator
 from gan.train import measure_s_per_kimg, resolve_gan_config, train_gan
 from gan.train_config import GanTrainConfig
@@ -88,9 +88,9 @@ def test_arch_overrides_are_typed_and_old_dict_records_still_load_and_resume():
     old = {**tiny().to_dict(), "arch": {"mbstd_group_size": 2}}  # how runs before the typed arch wrote it
     cfg = GanTrainConfig.from_dict(old)
     assert cfg.arch == GanArchOverrides(mbstd_group_size=2) and cfg.arch.changes() == {"mbstd_group_size": 2}
-    check_resumable({**tiny().to_dict(), "arch": {}}, tiny().to_dict(), Path("state"))  # an old state resumes
+    gan_resume(Path("gan")).check_config({**tiny().to_dict(), "arch": {}}, tiny().to_dict())  # an old state resumes
     with pytest.raises(TrainingError, match="arch.mbstd_group_size"):
-        check_resumable({**tiny().to_dict(), "arch": {}}, cfg.to_dict(), Path("state"))
+        gan_resume(Path("gan")).check_config({**tiny().to_dict(), "arch": {}}, cfg.to_dict())
     arch = resolve_gan_config(cfg, c_dim=C_DIM, amp=True)
     assert (arch.mbstd_group_size, arch.conv_clamp, arch.resolution, arch.c_dim) == (2, 256, 16, C_DIM)
     assert resolve_gan_config(tiny(arch={"conv_clamp": 64}), C_DIM, amp=True).conv_clamp == 64
@@ -204,7 +204,7 @@ def test_sigint_saves_the_resume_state_and_raises(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_gan(ws, tiny(), progress=False)
     assert signal.getsignal(signal.SIGINT) == before
-    assert load_resume(ws.gan_dir)["progress"]["step"] == 1
+    assert gan_resume(ws.gan_dir).load()["progress"]["step"] == 1
     assert (ws.gan_dir / "samples.png").exists() and (ws.generator_weights_path).exists()
     monkeypatch.setattr(gan_train._Session, "train_step", original)
     assert train_gan(ws, tiny(kimg=0.008), progress=False).resumed_from == 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,3 +70,39 @@ def test_a_resume_state_from_before_generations_still_loads(tmp_path):
 
     save_state(tmp_path, "state", _state(7))  # the committed training/gan_resume layout: one pair
     assert has_state(tmp_path, "state") and load_newest_state(tmp_path, "state")["step"] == 7
+
+
+# ------------------------------------------------------------------ one resume layer for every trainer
+def test_every_trainer_tags_its_state_and_refuses_another_trainers(tmp_path):
+    from gan.cae.config import RESUMABLE_CHANGES as CAE_RESUMABLE, CaeTrainConfig
+    from gan.resume import gan_resume
+    from reid_core.errors import TrainingError
+    from reid_core.train.state import ResumeFolder, embedder_resume, state_kind
+
+    cae = ResumeFolder(tmp_path / "gan" / "resume", "autoencoder", CaeTrainConfig, CAE_RESUMABLE)
+    assert not cae.exists()
+    cae.save({"progress": {"step": 3}, "config": CaeTrainConfig().to_dict()})
+    assert cae.exists() and cae.load()["run_kind"] == "autoencoder" and cae.load()["progress"]["step"] == 3
+    with pytest.raises(TrainingError, match="holds an autoencoder run.*cxr-reid train-cae"):
+        gan_resume(tmp_path / "gan").load()
+    emb = embedder_resume(tmp_path / "embedder")
+    emb.save({"model": {}, "config": {}})
+    assert state_kind(emb.load()) == "embedder"
+    # states written before the tag are recognised by their shape
+    assert state_kind({"objective": "autoencoder", "engine": {}}) == "autoencoder"
+    assert state_kind({"engine": {}, "gan": {}}) == "gan" and state_kind({"model": {}, "objective": []}) == "embedder"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "G_ema.safetensors").write_bytes(b"x")
+    ResumeFolder(tmp_path / "out" / "resume", "gan", CaeTrainConfig, frozenset()).start_over(
+        tmp_path / "out", ["G_ema.safetensors", "missing.json"])
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_committed_generator_state_is_an_autoencoder_run_of_this_version():
+    from gan.cae.config import RESUMABLE_CHANGES as CAE_RESUMABLE, CaeTrainConfig
+
+    from reid_core.train.state import ResumeFolder
+
+    folder = Path(__file__).resolve().parent.parent / "training" / "gan_resume"
+    state = ResumeFolder(folder, "autoencoder", CaeTrainConfig, CAE_RESUMABLE).load()
+    assert state["progress"]["step"] > 0 and CaeTrainConfig.from_dict(state["config"]).res == 64

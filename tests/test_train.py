@@ -22,7 +22,7 @@ from reid_core.train.cli import add_train_arguments, run_train_command
 from reid_core.train.data import load_training_data
 from reid_core.train.runlog import read_jsonl
 from reid_core.train.sampler import PatientBatchSampler
-from reid_core.train.state import load_resume
+from reid_core.train.state import embedder_resume
 from reid_core.train.validate import validate
 from train_fixtures import make_workspace, tiny_config
 
@@ -184,7 +184,7 @@ def test_training_learns_and_writes_a_loadable_checkpoint(tmp_path):
 
 
 def _final_state(ws) -> dict:
-    return load_resume(ws.embedder_dir)
+    return embedder_resume(ws.embedder_dir).load()
 
 
 @pytest.mark.parametrize("overrides", [
@@ -230,7 +230,7 @@ def test_sigint_saves_resume_state_and_raises(tmp_path, monkeypatch):
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         train_embedder(ws, tiny_config(max_steps=5), progress=False)
-    assert load_resume(ws.embedder_dir)["progress"]["step"] == 2
+    assert embedder_resume(ws.embedder_dir).load()["progress"]["step"] == 2
     assert signal.getsignal(signal.SIGINT) == before
 
 

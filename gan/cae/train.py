@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,17 +39,15 @@ from gan.resume import GanProgress
 from gan.runloop import kimg_bar, run_kimg_loop
 from gan.snapshot import SAMPLES_NAME, save_png_atomic, tile_grid
 from reid_core.errors import CheckpointError, TrainingError, WorkspaceError
-from reid_core.train.generations import has_state, load_newest_state, save_state_generation
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.signals import StopRequest
-from reid_core.train.state import check_resumable
+from reid_core.train.state import ResumeFolder
 from reid_core.train.window import StatsWindow, derive_seed
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 _SEED_STEP = 0xCAE3
-STATE_NAME, STATE_VERSION = "state", 1
 OUTPUT_FILES = (f"{G_NAME}.safetensors", f"{META_NAME}.json", f"{E_NAME}.safetensors", f"{E_META_NAME}.json",
                 SAMPLES_NAME, "metrics.json", "train_config.json", "train_log.jsonl")
 
@@ -91,6 +88,7 @@ class _Session:
         self.device = _device(cfg.device)
         self.pairs: PairData = load_pair_data(ws, cfg.res, cfg.splits)
         data = self.pairs.data
+        self.resume = ResumeFolder(self.out / "resume", "autoencoder", CaeTrainConfig, RESUMABLE_CHANGES)
         self.state = self._read_state() if resume else None
         self.gan_cfg = cfg.arch.gan_config(data.resolution, data.c_dim)
         self.enc_cfg = EncoderConfig(resolution=data.resolution, n_dim=cfg.arch.n_dim,
@@ -104,28 +102,11 @@ class _Session:
         self.grid = self._grid_inputs()
 
     # ---------------------------------------------------------------- state
-    def _resume_dir(self) -> Path:
-        return self.out / "resume"
-
     def _read_state(self) -> dict[str, Any] | None:
-        folder = self._resume_dir()
-        if not has_state(folder, STATE_NAME):
+        if not self.resume.exists():
             return None
-        try:
-            state = load_newest_state(folder, STATE_NAME)
-        except CheckpointError as exc:
-            raise TrainingError(f"cannot resume the autoencoder: {exc}. Start over with --no-resume") from None
-        if state.get("version") != STATE_VERSION or state.get("objective") != "autoencoder":
-            raise TrainingError(f"{folder} does not hold an autoencoder run of this version; "
-                                "start over with --no-resume")
-        # options added since the state was written take their defaults, which keep earlier trajectories
-        # (e.g. feat_start_kimg: a loss switched on later than any state that lacks it)
-        try:
-            saved = CaeTrainConfig.from_dict(state["config"]).to_dict()
-        except ValueError as exc:
-            raise TrainingError(f"{folder} holds options this version does not know: {exc}") from None
-        check_resumable(saved, self.cfg.to_dict(), folder, resumable=RESUMABLE_CHANGES,
-                        what="autoencoder run")
+        state = self.resume.load()
+        self.resume.check_config(state["config"], self.cfg.to_dict())
         return state
 
     def restore_or_reset(self) -> int | None:
@@ -136,22 +117,14 @@ class _Session:
             self.state = None
             log.info("resuming the autoencoder at step %d (%.3f kimg)", self.progress.step, self.progress.kimg)
             return self.progress.step
-        old = [n for n in OUTPUT_FILES if (self.out / n).exists()]
-        if old or self._resume_dir().exists():
-            log.info("starting the autoencoder over in %s: removing %s", self.out, old + ["resume/"])
-        shutil.rmtree(self._resume_dir(), ignore_errors=True)
-        for name in old:
-            (self.out / name).unlink(missing_ok=True)
+        self.resume.start_over(self.out, OUTPUT_FILES)
         return None
 
     def save(self) -> None:
         """Checkpoints, samples.png and the resume state."""
         t0 = time.perf_counter()
-        folder = self._resume_dir()
         p = self.progress
-        save_state_generation(folder, STATE_NAME, {"version": STATE_VERSION, "objective": "autoencoder",
-                                        "engine": self.engine.state_dict(), "config": self.cfg.to_dict(),
-                                        "progress": p.to_dict()})
+        self.resume.save({"engine": self.engine.state_dict(), "config": self.cfg.to_dict(), "progress": p.to_dict()})
         save_cae(self.out, self.engine.G_ema, self.engine.E_ema, self.gan_cfg, self.enc_cfg, self.cfg.to_dict(),
                  self.stats_summary())
         save_png_atomic(self.out / SAMPLES_NAME, self.render_grid())

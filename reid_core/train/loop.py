@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.sampler import PatientBatchSampler
 from reid_core.train.signals import StopRequest
 from reid_core.train.window import StatsWindow, derive_seed
-from reid_core.train.state import Progress, check_resumable, has_resume_state, load_resume, resume_dir, save_resume
+from reid_core.train.state import Progress, embedder_resume
 from reid_core.train.validate import autocast_context, validate
 from reid_core.workspace import Workspace
 
@@ -116,13 +115,14 @@ class _Trainer:
         self.net: torch.nn.Module = self.model
         self.aug_gen = torch.Generator(device=dev)
         self.log_file = JsonlLog(self.out / "train_log.jsonl", enabled=ctx.is_main)
+        self.resume = embedder_resume(self.out)
 
     # ---------------------------------------------------------------- setup
     def restore_or_reset(self, resume: bool) -> int | None:
         """Load the resume state (returns its step) or clear the previous run's files (returns None)."""
-        if resume and has_resume_state(self.out):
-            state = load_resume(self.out)
-            check_resumable(state["config"], self.cfg.to_dict(), self.out)
+        if resume and self.resume.exists():
+            state = self.resume.load()
+            self.resume.check_config(state["config"], self.cfg.to_dict())
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             match_state_layout(self.optimizer)
@@ -136,17 +136,12 @@ class _Trainer:
             self.progress = Progress.from_dict(state["progress"])
             if self.ctx.is_main:
                 log.info("resuming from step %d (epoch %d) in %s", self.progress.step, self.progress.epoch,
-                         resume_dir(self.out))
+                         self.resume.folder)
             return self.progress.step
         if self.cfg.init_weights:
             load_init_weights(self.model, self.cfg.init_weights)  # before DDP wraps: rank 0's copy is broadcast
         if self.ctx.is_main:
-            old = [n for n in (*names.EMBEDDER_FILES, names.RUN_METRICS) if (self.out / n).exists()]
-            if old or resume_dir(self.out).exists():
-                log.info("starting over in %s: removing the previous run's %s", self.out, old + ["resume/"])
-            shutil.rmtree(resume_dir(self.out), ignore_errors=True)
-            for name in old:
-                (self.out / name).unlink(missing_ok=True)
+            self.resume.start_over(self.out, (*names.EMBEDDER_FILES, names.RUN_METRICS))
         self.ctx.barrier()
         return None
 
@@ -218,9 +213,10 @@ class _Trainer:
         objective_states = self.ctx.gather_objects(self.objective.state())
         if not self.ctx.is_main:
             return
-        save_resume(self.out, model_state=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
-                    scheduler=self.scheduler.state_dict(), objective_states=objective_states,
-                    progress=self.progress, config=self.cfg.to_dict(), world_size=self.ctx.world_size)
+        self.resume.save({"model": dict(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
+                          "scheduler": self.scheduler.state_dict(), "objective": objective_states,
+                          "progress": self.progress.to_dict(), "config": self.cfg.to_dict(),
+                          "world_size": self.ctx.world_size})
         write_json_atomic(self.out / "metrics.json", self.summary())
 
     def summary(self) -> dict[str, Any]:

@@ -1,8 +1,8 @@
-"""Resume state: everything needed to continue a run exactly where it stopped, in ``embedder/resume/``.
+"""Resume state: everything needed to continue a run exactly where it stopped (:class:`ResumeFolder`).
 
-One atomic :func:`~reid_core.checkpoint.save_state` pair (``state.safetensors`` +
-``state.json``; the previous generation stays as ``state_prev.*``, see
-:mod:`reid_core.train.generations`) holds the live model weights, the optimizer and scheduler state
+For the embedder (``embedder/resume/``, :func:`embedder_resume`), one atomic pair
+(``state.safetensors`` + ``state.json``; the previous generation stays as ``state_prev.*``,
+see :mod:`reid_core.train.generations`) holds the live model weights, the optimizer and scheduler state
 dicts, the cross-batch memory of every rank, the position (step, epoch, step in
 epoch) and the early-stopping bookkeeping, plus the config that wrote it. No
 sampler or RNG state is needed: batch order is a function of (seed, epoch) and
@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Collection, Iterable
 
 from reid_core.errors import CheckpointError, TrainingError
 from reid_core.train.generations import has_state, load_newest_state, save_state_generation
@@ -55,35 +56,80 @@ class Progress:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def resume_dir(embedder_dir: Path) -> Path:
-    return Path(embedder_dir) / "resume"
+_COMMANDS = {"embedder": "cxr-reid train", "gan": "cxr-reid train-gan", "autoencoder": "cxr-reid train-cae"}
 
 
-def has_resume_state(embedder_dir: Path) -> bool:
-    return has_state(resume_dir(embedder_dir), STATE_NAME)
+def state_kind(state: dict[str, Any]) -> str:
+    """Which trainer wrote ``state``: its ``run_kind`` tag, or for states written before the tag, their shape."""
+    if isinstance(state.get("run_kind"), str):
+        return state["run_kind"]
+    if state.get("objective") == "autoencoder":
+        return "autoencoder"
+    return "gan" if "engine" in state else "embedder" if "model" in state else "unknown"
 
 
-def save_resume(embedder_dir: Path, *, model_state: dict, optimizer: dict, scheduler: dict,
-                objective_states: list[Any], progress: Progress, config: dict[str, Any],
-                world_size: int) -> None:
-    """Atomically write the resume state (call right after ``state_dict()``: tensors alias live params)."""
-    save_state_generation(resume_dir(embedder_dir), STATE_NAME, {
-        "version": STATE_VERSION, "model": dict(model_state), "optimizer": optimizer, "scheduler": scheduler,
-        "objective": objective_states, "progress": progress.to_dict(), "config": config,
-        "world_size": world_size})
+@dataclass(frozen=True)
+class ResumeFolder:
+    """One trainer's resume state in ``folder`` (``state.*`` and the generation before, ``state_prev.*``).
 
+    The one resume layer of every trainer: ``kind`` tags what it saves ("embedder", "gan",
+    "autoencoder"), and :meth:`load` refuses another trainer's run, another version or an
+    unreadable state with a :class:`TrainingError` that says what to do. :meth:`check_config`
+    reads the saved options through ``config_cls`` (options added since take their defaults)
+    and refuses changes outside ``resumable``. :meth:`start_over` clears a previous run.
+    """
 
-def load_resume(embedder_dir: Path) -> dict[str, Any]:
-    """The resume state; TrainingError (suggesting ``--no-resume``) when it is unreadable."""
-    folder = resume_dir(embedder_dir)
-    try:
-        state = load_newest_state(folder, STATE_NAME)
-    except CheckpointError as exc:
-        raise TrainingError(f"cannot resume: {exc}. Start over with --no-resume (resume=False)") from None
-    if state.get("version") != STATE_VERSION:
-        raise TrainingError(f"{folder}: resume state version {state.get('version')!r} is not "
-                            f"{STATE_VERSION}; start over with --no-resume")
-    return state
+    folder: Path
+    kind: str
+    config_cls: Any
+    resumable: frozenset[str]
+    version: int = STATE_VERSION
+
+    @property
+    def what(self) -> str:
+        return f"{self.kind} run"
+
+    def exists(self) -> bool:
+        return has_state(self.folder, STATE_NAME)
+
+    def save(self, payload: dict[str, Any]) -> None:
+        """Atomically write ``payload`` as the newest generation (call right after ``state_dict()``:
+        its tensors alias live parameters)."""
+        save_state_generation(self.folder, STATE_NAME, {**payload, "version": self.version, "run_kind": self.kind})
+
+    def load(self) -> dict[str, Any]:
+        """The newest readable state (see :mod:`reid_core.train.generations`); TrainingError otherwise."""
+        try:
+            state = load_newest_state(self.folder, STATE_NAME)
+        except CheckpointError as exc:
+            raise TrainingError(f"cannot resume the {self.what}: {exc}. Start over with --no-resume") from None
+        kind = state_kind(state)
+        if kind != self.kind:
+            hint = f"continue it with {_COMMANDS[kind]}, or " if kind in _COMMANDS else ""
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise TrainingError(f"{self.folder} holds {article} {kind} run, not the {self.what} asked for; {hint}"
+                                "start over with --no-resume (replaces it)")
+        if state.get("version") != self.version:
+            raise TrainingError(f"{self.folder}: {self.what} state version {state.get('version')!r} is not "
+                                f"{self.version}; start over with --no-resume")
+        return state
+
+    def check_config(self, saved: dict[str, Any], current: dict[str, Any]) -> None:
+        """TrainingError when options that shape the trajectory changed since ``saved`` was written."""
+        try:
+            saved = self.config_cls.from_dict(saved).to_dict()
+        except ValueError as exc:
+            raise TrainingError(f"{self.folder} holds options this version does not know: {exc}") from None
+        check_resumable(saved, current, self.folder, resumable=self.resumable, what=self.what)
+
+    def start_over(self, out: Path, outputs: Iterable[str]) -> None:
+        """Remove the previous run's ``outputs`` (names in ``out``) and this folder."""
+        old = [n for n in outputs if (out / n).exists()]
+        if old or self.folder.exists():
+            log.info("starting the %s over in %s: removing %s", self.what, out, old + [f"{self.folder.name}/"])
+        shutil.rmtree(self.folder, ignore_errors=True)
+        for name in old:
+            (out / name).unlink(missing_ok=True)
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
@@ -113,3 +159,10 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], where: Path,
                             + "). Resume with the original options, or start over with --no-resume")
     if diffs:
         log.info("resuming the %s with changed options: %s", what, "; ".join(diffs))
+
+
+def embedder_resume(embedder_dir: Path) -> ResumeFolder:
+    """The embedder trainer's resume folder, ``embedder/resume/``."""
+    from reid_core.train.config import TrainConfig
+
+    return ResumeFolder(Path(embedder_dir) / "resume", "embedder", TrainConfig, RESUMABLE_CHANGES)
