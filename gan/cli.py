@@ -5,14 +5,12 @@ Under ``torchrun`` every process runs the same command line; only rank 0 prints.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 from pathlib import Path
 
 from gan.config import PRESETS
 from gan.train_config import GanTrainConfig, load_gan_train_config
-from reid_core.errors import TrainingError
+from reid_core.train.runner import resolve_config, run_training
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +50,13 @@ def add_train_gan_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
 def gan_config_from_args(args: argparse.Namespace) -> GanTrainConfig:
     """The config the arguments describe: ``--config`` file, then ``--set``, then the dedicated flags."""
     config = load_gan_train_config(args.config) if getattr(args, "config", None) else GanTrainConfig()
-    overrides = list(getattr(args, "overrides", None) or [])
     res, preset = getattr(args, "res", None), getattr(args, "preset", None)
     if preset is None and res is not None and str(res) in PRESETS:
         preset = str(res)
-    flags = {"res": res, "preset": preset, "batch": getattr(args, "batch", None),
-             "kimg": getattr(args, "kimg", None), "device": getattr(args, "device", None),
-             "unconditional": True if getattr(args, "unconditional", False) else None}
-    overrides += [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
-    try:
-        return config.with_overrides(overrides)
-    except ValueError as exc:
-        raise TrainingError(str(exc)) from None
+    return resolve_config(config, getattr(args, "overrides", None) or [], {
+        "res": res, "preset": preset, "batch": getattr(args, "batch", None), "kimg": getattr(args, "kimg", None),
+        "device": getattr(args, "device", None),
+        "unconditional": True if getattr(args, "unconditional", False) else None})
 
 
 def run_train_gan_command(args: argparse.Namespace) -> int:
@@ -71,15 +64,8 @@ def run_train_gan_command(args: argparse.Namespace) -> int:
     from gan.train import train_gan
 
     config = gan_config_from_args(args)
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    if args.print_config:
-        if is_main:
-            print(json.dumps(config.to_dict(), indent=2))
-        return 0
-    result = train_gan(args.workspace, config, resume=args.resume, progress=not args.quiet,
-                       stop_after_kimg=args.stop_after_kimg)
-    if is_main:
-        status = "finished" if result.finished else "paused (re-run to resume)"
-        print(f"{status} at {result.kimg:.3f}/{result.total_kimg:g} kimg ({result.steps} steps); "
-              f"{result.s_per_kimg:.2f} s/kimg; ADA p {result.augment_p:.3f}; generator in {result.gan_dir}")
-    return 0
+    return run_training(args, config, lambda: train_gan(
+        args.workspace, config, resume=args.resume, progress=not args.quiet, stop_after_kimg=args.stop_after_kimg),
+        lambda r: (f"{'finished' if r.finished else 'paused (re-run to resume)'} at {r.kimg:.3f}/{r.total_kimg:g} "
+                   f"kimg ({r.steps} steps); {r.s_per_kimg:.2f} s/kimg; ADA p {r.augment_p:.3f}; "
+                   f"generator in {r.gan_dir}"))

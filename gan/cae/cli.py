@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-from reid_core.errors import CxrReidError, TrainingError
+from reid_core.errors import CxrReidError
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +32,13 @@ def add_train_cae_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
 def run_train_cae_command(args: argparse.Namespace) -> int:
     from gan.cae.config import CaeTrainConfig
     from gan.cae.train import train_cae
+    from reid_core.train.runner import resolve_config, run_training
 
-    overrides = list(args.overrides) + ([f"kimg={args.kimg}"] if args.kimg is not None else [])
-    try:
-        config = CaeTrainConfig().with_overrides(overrides)
-    except ValueError as exc:
-        raise TrainingError(str(exc)) from None
-    if args.print_config:
-        print(json.dumps(config.to_dict(), indent=2))
-        return 0
-    r = train_cae(args.workspace, config, resume=args.resume, progress=not args.quiet,
-                  stop_after_kimg=args.stop_after_kimg)
-    state = "finished" if r.finished else "stopped (run the same command to continue)"
-    print(f"autoencoder {state}: {r.kimg:.1f} of {config.kimg:g} kimg, {r.s_per_kimg:.1f} s/kimg → {r.gan_dir}")
-    return 0
+    config = resolve_config(CaeTrainConfig(), args.overrides, {"kimg": args.kimg})
+    return run_training(args, config, lambda: train_cae(
+        args.workspace, config, resume=args.resume, progress=not args.quiet, stop_after_kimg=args.stop_after_kimg),
+        lambda r: (f"autoencoder {'finished' if r.finished else 'stopped (run the same command to continue)'}: "
+                   f"{r.kimg:.1f} of {config.kimg:g} kimg, {r.s_per_kimg:.1f} s/kimg → {r.gan_dir}"))
 
 
 # --------------------------------------------------------------------------- evaluation

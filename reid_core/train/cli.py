@@ -5,13 +5,12 @@ Under ``torchrun`` every process runs the same command line; only rank 0 prints.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 from pathlib import Path
+from typing import Any
 
-from reid_core.errors import TrainingError
 from reid_core.train.config import TrainConfig
+from reid_core.train.runner import resolve_config, run_training
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +47,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     from reid_core.train.config import load_config
 
     config = load_config(args.config) if args.config else TrainConfig()
-    overrides = list(args.overrides or [])
-    for flag, key in (("epochs", "epochs"), ("max_steps", "max_steps"), ("device", "device")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    if getattr(args, "init_weights", None) is not None:
-        overrides.append(f"init_weights={json.dumps(str(args.init_weights))}")
-    try:
-        return config.with_overrides(overrides)
-    except ValueError as exc:
-        raise TrainingError(str(exc)) from None
+    init = getattr(args, "init_weights", None)
+    return resolve_config(config, args.overrides or [], {
+        "epochs": getattr(args, "epochs", None), "max_steps": getattr(args, "max_steps", None),
+        "device": getattr(args, "device", None), "init_weights": None if init is None else str(init)})
+
+
+def _outcome(result: Any) -> str:
+    best = result.best_metrics
+    status = "early stop" if result.stopped_early else "finished" if result.finished else "paused (re-run to resume)"
+    return (f"{status} at step {result.steps}/{result.total_steps}: best val mAP@R "
+            f"{best.get('map_at_r', float('nan')):.4f}, P@1 {best.get('precision_at_1', float('nan')):.4f} "
+            f"(step {result.best_step}, {result.val_source}); {result.images_per_sec:.1f} images/s; "
+            f"model in {result.embedder_dir}")
 
 
 def run_train_command(args: argparse.Namespace) -> int:
@@ -66,19 +67,6 @@ def run_train_command(args: argparse.Namespace) -> int:
     from reid_core.train.loop import train_embedder
 
     config = config_from_args(args)
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    if args.print_config:
-        if is_main:
-            print(json.dumps(config.to_dict(), indent=2))
-        return 0
-    result = train_embedder(args.workspace, config, resume=args.resume, progress=not args.quiet,
-                            stop_after_steps=args.stop_after_steps)
-    if is_main:
-        best = result.best_metrics
-        status = ("early stop" if result.stopped_early else "finished" if result.finished
-                  else "paused (re-run to resume)")
-        print(f"{status} at step {result.steps}/{result.total_steps}: best val mAP@R "
-              f"{best.get('map_at_r', float('nan')):.4f}, P@1 {best.get('precision_at_1', float('nan')):.4f} "
-              f"(step {result.best_step}, {result.val_source}); {result.images_per_sec:.1f} images/s; "
-              f"model in {result.embedder_dir}")
-    return 0
+    return run_training(args, config, lambda: train_embedder(
+        args.workspace, config, resume=args.resume, progress=not args.quiet,
+        stop_after_steps=args.stop_after_steps), _outcome)
