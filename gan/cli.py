@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gan.config import PRESETS
 from gan.train_config import GanTrainConfig, load_gan_train_config
-from reid_core.train.runner import resolve_config, run_training
+from reid_core.train.runner import add_run_arguments, resolve_config, run_training
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,10 @@ def add_train_gan_arguments(parser: argparse.ArgumentParser) -> argparse.Argumen
                         help="architecture preset (default: the one named like --res, else the config's)")
     parser.add_argument("--batch", type=int, help="images per step over all processes")
     parser.add_argument("--kimg", type=float, help="training budget in thousands of real images")
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                        help="continue the run in WORKSPACE/gan (default); --no-resume starts over")
     parser.add_argument("--unconditional", action="store_true",
                         help="train without identity conditions (c_dim 0; no embeddings needed)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (default auto)")
-    parser.add_argument("--stop-after-kimg", type=float,
-                        help="end this session after N kimg, saving the resume state (time-limited jobs)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+    return add_run_arguments(parser, "WORKSPACE/gan", "kimg")
 
 
 def gan_config_from_args(args: argparse.Namespace) -> GanTrainConfig:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from reid_core.errors import CxrReidError
+from reid_core.train.runner import add_run_arguments
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +22,7 @@ def add_train_cae_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentPars
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one option, e.g. kimg=100, id_weight=1, arch.n_dim=32 (repeatable)")
     p.add_argument("--kimg", type=float, help="training budget in thousands of images")
-    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue the run in WORKSPACE/gan (default); --no-resume starts over")
-    p.add_argument("--stop-after-kimg", type=float, help="end this session after N kimg (state saved)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+    return add_run_arguments(p, "WORKSPACE/gan", "kimg")
 
 
 def run_train_cae_command(args: argparse.Namespace) -> int:

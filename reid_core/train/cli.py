@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reid_core.train.config import TrainConfig
-from reid_core.train.runner import resolve_config, run_training
+from reid_core.train.runner import add_run_arguments, resolve_config, run_training
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one option, e.g. lr=1e-3, model.embedding_dim=32, augment.hflip=true "
                              "(repeatable)")
-    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                        help="continue an interrupted run in the workspace (default); --no-resume starts over")
     parser.add_argument("--init-weights", type=Path, help="initial backbone weights (.safetensors)")
     parser.add_argument("--epochs", type=int, help="training epochs (overrides the config)")
     parser.add_argument("--max-steps", type=int, help="optimizer steps at most (overrides the config)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training device (default auto)")
-    parser.add_argument("--stop-after-steps", type=int,
-                        help="end this session after N steps, saving the resume state (for time-limited jobs)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+    return add_run_arguments(parser, "WORKSPACE/embedder", "steps")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

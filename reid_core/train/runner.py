@@ -17,6 +17,18 @@ C = TypeVar("C")
 R = TypeVar("R")
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, folder: str, budget: str) -> argparse.ArgumentParser:
+    """The options every trainer's command has: ``--resume/--no-resume`` (the run in ``folder``),
+    ``--stop-after-<budget>`` (a session slice, state saved), ``--print-config`` and ``--quiet``."""
+    parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                        help=f"continue the run in {folder} (default); --no-resume starts over")
+    parser.add_argument(f"--stop-after-{budget}", type=float if budget == "kimg" else int,
+                        help=f"end this session after N {budget}, saving the resume state (time-limited jobs)")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
 def resolve_config(config: C, overrides: Sequence[str], flags: Mapping[str, Any] | None = None) -> C:
     """``config`` with ``key=value`` ``overrides`` and then ``flags`` (a dedicated flag's key → value;
     None means not given) applied; an invalid result is a :class:`TrainingError` naming the option."""
