@@ -202,6 +202,9 @@ def test_explorer_axes_patient_search_and_3d_caption(trained):
     assert x_title.startswith("PC1 (") and "% of variance" in x_title and y_title.startswith("PC2 (")
     share = [float(t.split("(")[1].split(" %")[0]) for t in (x_title, y_title)]
     assert 0 < share[1] <= share[0] <= 100  # the first axis explains the most
+    listener = [e for e in at.get("bidi_component") if e.proto.component_name == "cxr_reid_map_events"]
+    thumbs = json.loads(listener[0].proto.json)["thumbs"]  # the hover previews travel with the page
+    assert len(thumbs) == 96 and all(u.startswith("data:image/jpeg;base64,") for u in thumbs.values())
     at.selectbox(key="explorer_patient").select("P003").run()
     mine = next(t for t in plotly_specs(at)[0]["data"] if str(t.get("name", "")).startswith("patient P003"))
     assert mine["text"][0] == "1 first" and mine["text"][1:] == ["2", "3", "4"]  # directed: numbered from the first
@@ -211,7 +214,8 @@ def test_explorer_axes_patient_search_and_3d_caption(trained):
     assert plotly_specs(at)[0]["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
     at.radio(key="explorer_dims").set_value(3).run()
     cap = texts(at, "caption")
-    assert "no click or box/lasso selection in 3-D" in cap and "Box or lasso" not in cap
+    assert "no box or lasso selection in 3-D" in cap and "Box or lasso (mode bar)" not in cap
+    assert "click a point for its nearest neighbours" in cap  # 3-D clicks come through the map-events listener
 
 
 def test_big_map_draws_a_sample_and_a_region_selects_undrawn_points(trained, monkeypatch):
