@@ -129,7 +129,8 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     # ---- a single image and its neighbours
     st.subheader("Nearest neighbours")
     if focus is None:
-        st.caption("Click a point, or choose an image to inspect above.")
+        st.caption("Click a point, or choose an image to inspect above." if dims == 2 else
+                   "Choose an image to inspect above.")
     elif no_index:
         st.warning(f"No index yet — run `{no_index[0].command}`")
     else:
