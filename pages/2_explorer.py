@@ -1,7 +1,8 @@
 """Embedding explorer: PCA / UMAP map of the embeddings, selections → gallery, a point → its neighbours.
 
-State: the inspected image is the picker's key (``explorer_focus``), which a click on the map also sets, so the
-last action wins and the picker always names what is shown; the box/lasso selection is kept as ids
+State: the inspected image is the picker's key (``explorer_focus``), which a click on the map also sets (a
+pan/zoom click through the chart's selection, a box/lasso or 3-D click through ``_map_events``), so the last
+action wins and the picker always names what is shown; the box/lasso selection is kept as ids
 (``_explorer_selection``) and redrawn on every new figure (recolouring, another projection). The URL carries
 projection, dimensions, colour, inspected image, patient and k.
 """
@@ -13,8 +14,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._shared import aligned_embeddings, current_workspace, image_grid, index, linked_table, projection
-from pages._shared import report, require, sync_url, verifier, write_url
+from pages._map_events import clicked, map_events
+from pages._shared import aligned_embeddings, current_workspace, hover_thumbs, image_grid, index, linked_table
+from pages._shared import projection, report, require, sync_url, verifier, write_url
 from reid_core.ui.explain import p_same_explanation
 from reid_core.ui.figures import LINE_PATIENT_LIMIT, embedding_scatter
 from reid_core.ui.map_actions import map_action
@@ -27,7 +29,7 @@ from reid_core.ui.workspaces import PAGE_NEEDS, missing_artefacts
 
 MAX_TABLE_ROWS = 1000
 MAX_K = 24
-CHART, FOCUS, SELECTION = "explorer_scatter", "explorer_focus", "_explorer_selection"
+CHART, FOCUS, SELECTION, EVENTS = "explorer_scatter", "explorer_focus", "_explorer_selection", "explorer_events"
 
 
 def _on_map(coords: np.ndarray, image_ids: list[str], regions: bool) -> None:
@@ -37,6 +39,13 @@ def _on_map(coords: np.ndarray, image_ids: list[str], regions: bool) -> None:
         st.session_state[SELECTION] = list(action.ids)
     if action.focus is not None:
         st.session_state[FOCUS] = action.focus
+
+
+def _on_click() -> None:
+    """A click the chart's selection does not report (box/lasso mode, 3-D): inspect that image."""
+    image_id = clicked(EVENTS)
+    if image_id is not None:
+        st.session_state[FOCUS] = image_id
 
 
 def _clear_selection() -> None:
@@ -50,7 +59,8 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     m, emb = aligned_embeddings(ws)
     all_ids = m["image_id"].astype(str).tolist()
     patients = sorted(m["patient_id"].astype(str).unique())
-    fields = (UrlField("proj", "explorer_method", choice(METHODS)), UrlField("dims", "explorer_dims", choice(DIMS, int)),
+    fields = (UrlField("proj", "explorer_method", choice(METHODS)),
+              UrlField("dims", "explorer_dims", choice(DIMS, int)),
               UrlField("colour", "explorer_colour", choice(COLOR_OPTIONS)), UrlField("id", FOCUS, choice(all_ids)),
               UrlField("patient", "explorer_patient", choice(patients)), UrlField("k", "explorer_k", int_in(1, MAX_K)))
     sync_url("explore", fields)
@@ -94,19 +104,22 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     revision = f"{focus}|{len(selected)}|{hash(tuple(selected))}"
     fig = embedding_scatter(coords, frame, colour, connect_patients=timelines, draw_rows=drawn,
                             axis_titles=proj.axis_titles, overlays=marks, ui_revision=revision)
+    thumbs = hover_thumbs(ws, frame_ids if drawn is None else [frame_ids[r] for r in drawn])
+    preview = "hover a point to preview its film" if thumbs else "hover a point to read it"
     if dims == 2:
         st.plotly_chart(fig, key=CHART, on_select=partial(_on_map, coords, frame_ids, regions),
                         selection_mode=("points", "box", "lasso"), width="stretch")
         st.caption(f"{len(frame):,} images of {frame['patient_id'].nunique():,} patients; {method.upper()} of the "
                    f"{emb.shape[1]}-d embeddings. Click a point for its nearest neighbours (searched in the original "
-                   "embedding space, not on this map). Box or lasso (mode bar) collects a gallery; a box around "
-                   "one point inspects it, as clicks do not reach the app in box/lasso mode. Double-click clears.")
+                   f"embedding space, not on this map); {preview}. Box or lasso (mode bar) collects a gallery; "
+                   "double-click clears it.")
     else:
         st.plotly_chart(fig, key=f"{CHART}_3d", width="stretch")
         st.caption(f"{len(frame):,} images of {frame['patient_id'].nunique():,} patients; {method.upper()} of the "
-                   f"{emb.shape[1]}-d embeddings in 3-D: drag to rotate, scroll to zoom, hover to read a point. "
-                   "Plotly has no click or box/lasso selection in 3-D: choose an image above to inspect it "
-                   "(marked on the map), or switch to 2-D to select.")
+                   f"{emb.shape[1]}-d embeddings in 3-D: drag to rotate, scroll to zoom, {preview}; choose an "
+                   "image above to inspect it (marked on the map). Plotly has no box or lasso selection in 3-D, "
+                   "and its 3-D clicks do not reliably reach the app: switch to 2-D to click or collect a gallery.")
+    map_events(EVENTS, thumbs, _on_click)
     if drawn is not None:
         note = "; a box or lasso selects every point inside it, drawn or not" if dims == 2 else ""
         st.caption(f"drawing a fixed random {len(drawn):,} of the {len(frame):,} points, for speed{note}")
@@ -117,7 +130,8 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     # ---- a single image and its neighbours
     st.subheader("Nearest neighbours")
     if focus is None:
-        st.caption("Click a point, or choose an image to inspect above.")
+        st.caption("Click a point, or choose an image to inspect above." if dims == 2 else
+                   "Choose an image to inspect above.")
     elif no_index:
         st.warning(f"No index yet — run `{no_index[0].command}`")
     else:
@@ -152,4 +166,5 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
             st.caption(f"the table shows the first {MAX_TABLE_ROWS:,} of {len(selected):,}; the CSV export has all")
         image_grid(ws, display_frame(m, selected), ncols=6, key="explorer_gallery")
     else:
-        st.caption("No selection yet: use the box or lasso tool on the map to collect images.")
+        st.caption("No selection yet: use the box or lasso tool on the map to collect images"
+                   + (" (in 2-D)." if dims == 3 else "."))

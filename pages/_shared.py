@@ -27,6 +27,7 @@ from reid_core.ood import DistanceReference, raster_preview, upload_warnings
 from reid_core.ui.dates import calendar_dates_shown, with_study_days
 from reid_core.ui.projection import Projection, workspace_projection
 from reid_core.ui.tables import caption, load_report
+from reid_core.ui.thumbs import HOVER_LIMIT, hover_thumbnails
 from reid_core.ui.upload import MAX_UPLOAD_MB, UPLOAD_TYPES, load_uploaded_image
 from reid_core.ui.url_state import UrlField, changed, encode, parse_params
 from reid_core.ui.workspaces import build_commands, default_workspace, file_key, missing_artefacts
@@ -249,6 +250,28 @@ def _saliency(weights_key: tuple[str, int], img_a: np.ndarray, img_b: np.ndarray
 def saliency(ws: Workspace, img_a: np.ndarray, img_b: np.ndarray):
     """:func:`reid_core.saliency.pair_saliency` of two images with the workspace's embedder (cached)."""
     return _saliency(file_key(ws.embedder_weights_path), img_a, img_b)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _hover_thumbs(store_key: tuple[str, int], manifest_key: tuple[str, int],
+                  image_ids: tuple[str, ...]) -> dict[str, str] | None:
+    store = _store(*store_key, manifest_key)
+
+    def pixels(image_id: str) -> np.ndarray | None:
+        try:
+            return store[store.row_of(image_id)]
+        except (KeyError, CxrReidError):
+            return None
+
+    return hover_thumbnails(image_ids, pixels)
+
+
+def hover_thumbs(ws: Workspace, image_ids: list[str]) -> dict[str, str] | None:
+    """Data-URL thumbnails of ``image_ids`` for the map's hover preview (None: too many, or no images)."""
+    sizes = ws.image_sizes()
+    if not sizes or not ws.manifest_path.exists() or len(image_ids) > HOVER_LIMIT:
+        return None
+    return _hover_thumbs(file_key(ws.images_path(sizes[-1])), file_key(ws.manifest_path), tuple(image_ids))
 
 
 # ---------------------------------------------------------------------------- image widgets

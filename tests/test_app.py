@@ -137,8 +137,11 @@ def test_explorer_colour_timelines_3d_and_neighbours(trained):
     after = plotly_specs(at)[0]
     assert after != before and sorted(t["name"] for t in after["data"]) == ["F", "M"]
     at.toggle(key="explorer_timelines").set_value(True).run()
-    names = [t.get("name") for t in plotly_specs(at)[0]["data"]]
-    assert names[0] == "patient timelines"
+    lines = plotly_specs(at)[0]["data"][0]
+    assert lines["name"].startswith("patient timelines")
+    # directed: each patient's first study ringed, later ones arrow heads pointing on from the previous study
+    assert lines["marker"]["symbol"][:5] == ["circle-open", "arrow", "arrow", "arrow", "circle"]
+    assert lines["marker"]["angleref"] == "previous"
     at.radio(key="explorer_dims").set_value(3).run()
     assert {t["type"] for t in plotly_specs(at)[0]["data"]} == {"scatter3d"}
     assert (trained.root / "projection_pca_3d.npz").exists()
@@ -202,6 +205,9 @@ def test_explorer_axes_patient_search_and_3d_caption(trained):
     assert x_title.startswith("PC1 (") and "% of variance" in x_title and y_title.startswith("PC2 (")
     share = [float(t.split("(")[1].split(" %")[0]) for t in (x_title, y_title)]
     assert 0 < share[1] <= share[0] <= 100  # the first axis explains the most
+    listener = [e for e in at.get("bidi_component") if e.proto.component_name == "cxr_reid_map_events"]
+    thumbs = json.loads(listener[0].proto.json)["thumbs"]  # the hover previews travel with the page
+    assert len(thumbs) == 96 and all(u.startswith("data:image/jpeg;base64,") for u in thumbs.values())
     at.selectbox(key="explorer_patient").select("P003").run()
     mine = next(t for t in plotly_specs(at)[0]["data"] if str(t.get("name", "")).startswith("patient P003"))
     assert mine["text"][0] == "1 first" and mine["text"][1:] == ["2", "3", "4"]  # directed: numbered from the first
@@ -211,7 +217,8 @@ def test_explorer_axes_patient_search_and_3d_caption(trained):
     assert plotly_specs(at)[0]["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
     at.radio(key="explorer_dims").set_value(3).run()
     cap = texts(at, "caption")
-    assert "no click or box/lasso selection in 3-D" in cap and "Box or lasso" not in cap
+    assert "no box or lasso selection in 3-D" in cap and "Box or lasso (mode bar)" not in cap
+    assert "choose an image above to inspect it" in cap and "Click a point" not in cap
 
 
 def test_big_map_draws_a_sample_and_a_region_selects_undrawn_points(trained, monkeypatch):

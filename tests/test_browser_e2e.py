@@ -169,12 +169,47 @@ def test_click_inspects_a_point_and_recolouring_keeps_the_selection(page, server
     page.locator("h3").filter(has_text="Selection: 96 images").wait_for()
     wait_idle(page)
     choose(page, "Colour by", "sex")
-    page.locator(".legendtext").filter(has_text="selection (96)").wait_for()
+    page.locator(".legendtext").filter(has_text="selection (96)").first.wait_for()
     wait_idle(page)
     no_exception(page, server, "explorer after recolouring")
     assert page.locator("h3").filter(has_text="Selection: 96 images").count() == 1
     assert sorted(chart.locator(".legendtext").all_text_contents())[:2] == ["F", "M"]
     assert "colour=sex" in page.url
+
+
+def test_hover_previews_a_film_and_a_click_in_lasso_mode_inspects_it(page, server, artifacts):
+    switch_page(page, "explore", "Embedding explorer")
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.locator(".main-svg").first.wait_for()
+    preview = page.locator('[data-testid="cxrHoverPreview"]')
+    preview.wait_for(state="attached")
+    timings = []
+    for n in (3, 30, 60):
+        chart.scroll_into_view_if_needed()
+        point = chart.locator(".scatterlayer .trace .points path").nth(n)
+        box = point.bounding_box()
+        page.mouse.move(box["x"] - 40, box["y"] - 40)  # off the point first
+        t0 = time.perf_counter()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function("() => { const t = document.querySelector('.cxr-hover-preview');"
+                               " return t && t.style.display === 'block' && t.querySelector('img').complete; }")
+        timings.append(time.perf_counter() - t0)
+        shown = preview.get_attribute("data-image-id")
+        assert preview.locator("img").get_attribute("src").startswith("data:image/jpeg;base64,")
+        assert shown and shown in (preview.inner_text() or "")
+    shot(page, artifacts, "explorer_hover")
+    (artifacts / "timings.txt").open("a").write(
+        "hover -> film preview shown: " + ", ".join(f"{t * 1000:.0f} ms" for t in timings) + "\n")
+    # the preview is in the page already (no server round trip); the first hover also decodes the image, and
+    # each timing includes Playwright's own round trips, so the goal (≤ 300 ms) is checked on the median
+    assert sorted(timings)[1] <= 0.3 and max(timings) <= 1.0, timings
+    # a click in lasso mode, where Streamlit reports no selection, still inspects the point
+    chart.hover()
+    chart.locator('.modebar-btn[data-title="Lasso Select"]').click()
+    focus = inspect_point(page, 40)
+    no_exception(page, server, "explorer after a click in lasso mode")
+    assert page.locator(".legendtext").filter(has_text="neighbours (8)").count() == 1
+    assert focus in shown_in(page, "Image to inspect")
 
 
 def test_a_shared_url_reloads_to_the_same_view(page, server, artifacts):

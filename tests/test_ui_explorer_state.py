@@ -76,3 +76,21 @@ def test_url_fields_parse_what_they_accept_and_only_what_changed():
     out = url_state.encode({"focus": "p0_0", "dims": 2, "k": None, "alpha": 1.5}, fields)
     assert out == {"id": "p0_0", "dims": "2", "alpha": "1.5"}
     assert url_state.parse_params(out, fields) == {"focus": "p0_0", "dims": 2, "alpha": 1.5}  # a round trip
+
+
+def test_hover_thumbnails_are_small_jpegs_and_stop_at_the_limit():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from reid_core.ui import thumbs
+
+    film = (np.arange(256 * 200) % 251).astype(np.uint8).reshape(256, 200)
+    url = thumbs.data_url(film)
+    assert url.startswith("data:image/jpeg;base64,")
+    im = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert im.format == "JPEG" and max(im.size) == thumbs.HOVER_SIDE and im.size[0] < im.size[1]  # aspect kept
+    got = thumbs.hover_thumbnails(["a", "b", "c"], lambda i: None if i == "b" else film)
+    assert set(got) == {"a", "c"}  # no pixels, no preview
+    assert thumbs.hover_thumbnails(["a", "b"], lambda i: film, limit=1) is None

@@ -1,9 +1,10 @@
 """What a user did on the embedding map, read from a Streamlit plotly selection event.
 
 Streamlit hands Python no plotly click event, only selections (streamlit/streamlit#8824): a click arrives as a
-one-point selection in pan and zoom modes, and in box/lasso modes as nothing at all (Streamlit sets plotly's
-``clickmode`` to ``event`` there). So the explorer opens in pan mode, and a box or lasso around one point
-inspects that point like a click does.
+one-point selection in pan and zoom modes, and in box/lasso modes and in 3-D as nothing at all (Streamlit sets
+plotly's ``clickmode`` to ``event`` there). The explorer therefore opens in pan mode; the clicks the chart does
+not report reach it through a small listener component (``pages/_map_events.js``); and a box or lasso around
+one point inspects that point like a click does.
 
 :func:`map_action` names the action; the explorer keeps the result in ``st.session_state`` (the focus id and
 the selected ids), so a new figure (another colour, another projection) re-draws the same selection from the
