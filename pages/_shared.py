@@ -253,9 +253,9 @@ def saliency(ws: Workspace, img_a: np.ndarray, img_b: np.ndarray):
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _hover_thumbs(store_key: tuple[str, int], manifest_key: tuple[str, int],
+def _hover_thumbs(store_key: tuple[str, int], m_key: tuple[str, int, bool],
                   image_ids: tuple[str, ...]) -> dict[str, str] | None:
-    store = _store(*store_key, manifest_key)
+    store = _store(*store_key, m_key)
 
     def pixels(image_id: str) -> np.ndarray | None:
         try:
@@ -271,7 +271,7 @@ def hover_thumbs(ws: Workspace, image_ids: list[str]) -> dict[str, str] | None:
     sizes = ws.image_sizes()
     if not sizes or not ws.manifest_path.exists() or len(image_ids) > HOVER_LIMIT:
         return None
-    return _hover_thumbs(file_key(ws.images_path(sizes[-1])), file_key(ws.manifest_path), tuple(image_ids))
+    return _hover_thumbs(file_key(ws.images_path(sizes[-1])), manifest_key(ws), tuple(image_ids))
 
 
 # ---------------------------------------------------------------------------- image widgets
