@@ -115,9 +115,9 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     else:
         st.plotly_chart(fig, key=f"{CHART}_3d", width="stretch")
         st.caption(f"{len(frame):,} images of {frame['patient_id'].nunique():,} patients; {method.upper()} of the "
-                   f"{emb.shape[1]}-d embeddings in 3-D: drag to rotate, scroll to zoom, {preview}, click a point "
-                   "for its nearest neighbours. Plotly has no box or lasso selection in 3-D: switch to 2-D to "
-                   "collect a gallery.")
+                   f"{emb.shape[1]}-d embeddings in 3-D: drag to rotate, scroll to zoom, {preview}; choose an "
+                   "image above to inspect it (marked on the map). Plotly has no box or lasso selection in 3-D, "
+                   "and its 3-D clicks do not reliably reach the app: switch to 2-D to click or collect a gallery.")
     map_events(EVENTS, thumbs, _on_click)
     if drawn is not None:
         note = "; a box or lasso selects every point inside it, drawn or not" if dims == 2 else ""
@@ -129,7 +129,8 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     # ---- a single image and its neighbours
     st.subheader("Nearest neighbours")
     if focus is None:
-        st.caption("Click a point, or choose an image to inspect above.")
+        st.caption("Click a point, or choose an image to inspect above." if dims == 2 else
+                   "Choose an image to inspect above.")
     elif no_index:
         st.warning(f"No index yet — run `{no_index[0].command}`")
     else:

@@ -2,6 +2,8 @@
 // * hover over a point of the explorer map -> a floating preview of that film (thumbnails come with `data`);
 // * a click on a point in box/lasso mode or in 3-D (where st.plotly_chart reports no selection) -> the
 //   trigger value `clicked` = the point's image id (customdata[0]); pan/zoom clicks already arrive as selections.
+//   (3-D: plotly emits the click from its render loop; headless Chromium's software WebGL did not, so the
+//   page does not promise 3-D clicks.)
 export default function (component) {
   const { data, setTriggerValue, parentElement } = component;
   const thumbs = (data && data.thumbs) || {};

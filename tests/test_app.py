@@ -215,7 +215,7 @@ def test_explorer_axes_patient_search_and_3d_caption(trained):
     at.radio(key="explorer_dims").set_value(3).run()
     cap = texts(at, "caption")
     assert "no box or lasso selection in 3-D" in cap and "Box or lasso (mode bar)" not in cap
-    assert "click a point for its nearest neighbours" in cap  # 3-D clicks come through the map-events listener
+    assert "choose an image above to inspect it" in cap and "Click a point" not in cap
 
 
 def test_big_map_draws_a_sample_and_a_region_selects_undrawn_points(trained, monkeypatch):
