@@ -137,8 +137,11 @@ def test_explorer_colour_timelines_3d_and_neighbours(trained):
     after = plotly_specs(at)[0]
     assert after != before and sorted(t["name"] for t in after["data"]) == ["F", "M"]
     at.toggle(key="explorer_timelines").set_value(True).run()
-    names = [t.get("name") for t in plotly_specs(at)[0]["data"]]
-    assert names[0] == "patient timelines"
+    lines = plotly_specs(at)[0]["data"][0]
+    assert lines["name"].startswith("patient timelines")
+    # directed: each patient's first study ringed, later ones arrow heads pointing on from the previous study
+    assert lines["marker"]["symbol"][:5] == ["circle-open", "arrow", "arrow", "arrow", "circle"]
+    assert lines["marker"]["angleref"] == "previous"
     at.radio(key="explorer_dims").set_value(3).run()
     assert {t["type"] for t in plotly_specs(at)[0]["data"]} == {"scatter3d"}
     assert (trained.root / "projection_pca_3d.npz").exists()

@@ -68,14 +68,21 @@ def patient_lines(coords: np.ndarray, frame: pd.DataFrame, limit: int = LINE_PAT
     if order.empty:
         return None
     xs: list[list[float | None]] = [[] for _ in range(coords.shape[1])]
+    symbols: list[str] = []
     for _, rows in order.groupby("patient_id", sort=False)["_row"]:
         for axis in range(coords.shape[1]):
             xs[axis].extend(coords[rows.to_numpy(), axis].tolist() + [None])
+        symbols.extend(["circle-open"] + ["arrow"] * (len(rows) - 1) + ["circle"])
+    colour = "rgba(120,120,120,0.45)"
     style = dict(mode="lines", name="patient timelines", hoverinfo="skip", showlegend=True,
-                 line={"color": "rgba(120,120,120,0.45)", "width": 1})
+                 line={"color": colour, "width": 1})
     if coords.shape[1] == 3:
         return go.Scatter3d(x=xs[0], y=xs[1], z=xs[2], **style)
-    return _scatter_2d(len(coords))(x=xs[0], y=xs[1], **style)
+    trace = _scatter_2d(len(coords))
+    if trace is go.Scatter:  # SVG: arrow heads point forward in time, a ring marks each first study
+        style.update(mode="lines+markers", name="patient timelines (→ later study)",
+                     marker={"symbol": symbols, "size": 7, "angleref": "previous", "color": "rgba(90,90,90,0.7)"})
+    return trace(x=xs[0], y=xs[1], **style)
 
 
 def embedding_scatter(coords: np.ndarray, frame: pd.DataFrame, color_by: str = "patient",
