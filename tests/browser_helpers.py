@@ -216,11 +216,23 @@ def image_sources(page, scope=None) -> list[str]:
 # ---------------------------------------------------------------------------- the explorer and widgets
 def click_point(page, chart, n: int = 10) -> None:
     """Click the ``n``-th marker of the map's first trace (SVG points: the map has fewer than 2,000)."""
-    chart.scroll_into_view_if_needed()
-    point = chart.locator(".scatterlayer .trace .points path").nth(n)
-    point.scroll_into_view_if_needed()
-    box = point.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    from playwright.sync_api import Error
+
+    for attempt in range(3):  # a rerun can replace the plot between finding a point and clicking it
+        try:
+            wait_idle(page)
+            chart.scroll_into_view_if_needed()
+            point = chart.locator(".scatterlayer .trace .points path").nth(n)
+            point.scroll_into_view_if_needed()
+            box = point.bounding_box()
+            if box is None:
+                raise Error("the point has no box yet")
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            return
+        except Error:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
 
 
 def url_param(page, name: str) -> str | None:
