@@ -59,7 +59,8 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
     m, emb = aligned_embeddings(ws)
     all_ids = m["image_id"].astype(str).tolist()
     patients = sorted(m["patient_id"].astype(str).unique())
-    fields = (UrlField("proj", "explorer_method", choice(METHODS)), UrlField("dims", "explorer_dims", choice(DIMS, int)),
+    fields = (UrlField("proj", "explorer_method", choice(METHODS)),
+              UrlField("dims", "explorer_dims", choice(DIMS, int)),
               UrlField("colour", "explorer_colour", choice(COLOR_OPTIONS)), UrlField("id", FOCUS, choice(all_ids)),
               UrlField("patient", "explorer_patient", choice(patients)), UrlField("k", "explorer_k", int_in(1, MAX_K)))
     sync_url("explore", fields)

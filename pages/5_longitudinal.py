@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._shared import aligned_embeddings, current_workspace, drift, drift_auc, image_grid, require, sync_url
-from pages._shared import write_url
+from pages._shared import linked_table, write_url
 from reid_core.ui.figures import drift_figure
 from reid_core.ui.tables import format_ci, longitudinal_patients, patient_studies
 from reid_core.ui.url_state import UrlField, choice
@@ -58,5 +58,4 @@ if require(ws, PAGE_NEEDS["longitudinal"], "Drift"):
             base = str(mine["baseline_id"].iloc[0])
             st.plotly_chart(drift_figure(base, mine, title=f"drift of {pid} from baseline {base}"),
                             width="stretch", key="longitudinal_drift_plot")
-            st.dataframe(mine.drop(columns=["patient_id"]), hide_index=True, width="stretch",
-                         key="longitudinal_drift_table")
+            linked_table(ws, mine.drop(columns=["patient_id"]), key="longitudinal_drift_table", rows=mine)

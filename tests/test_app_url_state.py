@@ -65,7 +65,8 @@ def test_verification_retrieval_and_longitudinal_restore_their_view(trained):
     assert url(at)["b"] == "p5_2" and url(at)["t"] == "0.9"
     at = open_url(trained, "retrieval", {"q": "p6_1", "k": "4"})
     table = table_with(at, "rank", "distance")
-    assert at.selectbox(key="search_query_id").value == "p6_1" and len(table) == 4 and "p6_1" not in set(table["image_id"])
+    assert at.selectbox(key="search_query_id").value == "p6_1"
+    assert len(table) == 4 and "p6_1" not in set(table["image_id"])
     at = open_url(trained, "longitudinal", {"patient": "P007"})
     assert at.selectbox(key="longitudinal_patient").value == "P007"
     assert set(table_with(at, "baseline_id", "drift")["baseline_id"]) == {"p7_0"}
