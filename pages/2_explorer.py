@@ -97,7 +97,10 @@ if require(ws, PAGE_NEEDS["explorer"], "The explorer"):
         dist, nn = index(ws).search_id(focus, k)
     known = set(frame_ids)
     selected = [i for i in st.session_state.get(SELECTION, []) if i in known]
-    marks = highlight_traces(coords, frame, selection=selected, focus=focus,
+    # on a sampled big map only the drawn points get a ring (a 100k-point overlay would double the figure)
+    chosen = set(selected)
+    ringed = selected if drawn is None else [frame_ids[r] for r in drawn if frame_ids[r] in chosen]
+    marks = highlight_traces(coords, frame, selection=ringed, focus=focus,
                              neighbours=[str(i) for i in nn if i is not None] if nn is not None else (),
                              patient=patient)
     # a new selection or inspected point changes the revision: the map returns to pan mode, where clicks work

@@ -255,11 +255,16 @@ def inspect_point(page, n: int) -> str:
 
 def choose(page, label: str, value: str) -> None:
     """Type ``value`` into the selectbox labelled ``label`` and confirm it, then wait for the rerun."""
-    wait_idle(page)
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).click()
-    page.keyboard.type(value)
-    page.keyboard.press("Enter")
-    wait_idle(page)
+    for attempt in range(3):  # a rerun can swallow the click that opens the list: check, and try again
+        wait_idle(page)
+        page.locator('[data-testid="stSelectbox"]').filter(has_text=label).click()
+        page.keyboard.type(value)
+        page.keyboard.press("Enter")
+        wait_idle(page)
+        if value in shown_in(page, label):
+            return
+        page.keyboard.press("Escape")
+    raise AssertionError(f"{label!r} does not show {value!r} after choosing it: {shown_in(page, label)!r}")
 
 
 def shown_in(page, label: str) -> str:

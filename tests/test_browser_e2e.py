@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import time
 import warnings
@@ -194,9 +195,10 @@ def test_hover_previews_a_film_and_a_click_in_lasso_mode_inspects_it(page, serve
         page.wait_for_function("() => { const t = document.querySelector('.cxr-hover-preview');"
                                " return t && t.style.display === 'block' && t.querySelector('img').complete; }")
         timings.append(time.perf_counter() - t0)
-        shown = preview.get_attribute("data-image-id")
-        assert preview.locator("img").get_attribute("src").startswith("data:image/jpeg;base64,")
-        assert shown and shown in (preview.inner_text() or "")
+        state = page.evaluate("() => { const t = document.querySelector('.cxr-hover-preview');"
+                              " return [t.getAttribute('data-image-id'), t.innerText, t.querySelector('img').src]; }")
+        assert re.fullmatch(r"p\d+_\d", state[0]) and state[0] in state[1]  # the film's id under its preview
+        assert state[2].startswith("data:image/jpeg;base64,")
     shot(page, artifacts, "explorer_hover")
     (artifacts / "timings.txt").open("a").write(
         "hover -> film preview shown: " + ", ".join(f"{t * 1000:.0f} ms" for t in timings) + "\n")
@@ -243,6 +245,25 @@ def test_a_thumbnail_opens_as_the_retrieval_query_in_one_click(page, server, art
     assert f"q={target}" in page.url and page.title() == "Retrieval gallery · cxr-reid"
     shot(page, artifacts, "retrieval_from_thumbnail")
     (artifacts / "timings.txt").open("a").write(f"thumbnail link -> retrieval page shown: {seconds:.2f} s\n")
+
+
+def test_a_table_row_opens_as_verification_image_in_one_click(page, server, artifacts):
+    """Retrieval results: ticking a row offers the links; one click opens that film as verification image A."""
+    switch_page(page, "search", "Retrieval gallery")
+    table = page.locator('[data-testid="stDataFrame"]').first
+    table.wait_for()
+    table.scroll_into_view_if_needed()
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 16, box["y"] + 35 + 17)  # the first row's selection box (header ≈ 35 px)
+    offer = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text=re.compile(r"^Open p\d+_\d+:$"))
+    offer.wait_for()
+    wait_idle(page)
+    chosen = offer.inner_text().strip()[len("Open "):-1]  # the first result's image id
+    page.get_by_role("link", name="as verification A").last.click()
+    heading(page, "Pair verification")
+    no_exception(page, server, "verification opened from a table row")
+    assert chosen in shown_in(page, "Image A: image id") and f"a={chosen}" in page.url
+    shot(page, artifacts, "verification_from_row")
 
 
 def test_counterfactual_slider_changes_the_image(page, server, artifacts):
