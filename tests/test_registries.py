@@ -115,3 +115,30 @@ def test_index_kind_contract(name, tmp_path):
 def test_unknown_index_kinds_are_refused_listing_the_registered_ones():
     with pytest.raises(ValueError, match=r"unknown index kind 'lsh'; choose one of \('flat', 'ivf', 'hnsw'"):
         Index(16, kind="lsh")
+
+
+# --------------------------------------------------------------------------- phantom marks
+def _patient_with_mark(kind: str):
+    from reid_core.data.phantom import PhantomGenerator
+
+    gen = PhantomGenerator(seed=0)
+    for i in range(200):
+        anat = gen.patient(i)
+        marks = [m for m in anat.marks if m.kind == kind]
+        if marks:
+            return anat, marks[0]
+    raise AssertionError(f"no {kind} among 200 phantom patients")
+
+
+@pytest.mark.parametrize("kind", ["granuloma", "rib_fracture", "sternotomy", "clips", "pacemaker"])
+def test_every_phantom_mark_kind_is_sampled_and_drawn_through_its_registry(kind):
+    from reid_core.data.phantom.anatomy import MARK_KINDS, MARK_SAMPLERS
+    from reid_core.data.phantom.devices import MARK_DRAWERS, draw_marks
+    from reid_core.data.phantom.raster import Grid
+    from reid_core.data.phantom.thorax import Thorax
+
+    assert set(MARK_SAMPLERS) == set(MARK_DRAWERS) == set(MARK_KINDS) and kind in MARK_KINDS
+    anat, mark = _patient_with_mark(kind)
+    layers = draw_marks(Grid(96, 1.2), Thorax(anat), (mark,))
+    drawn = {name: float(np.abs(getattr(layers, name)).sum()) for name in ("metal", "bone", "inner")}
+    assert sum(drawn.values()) > 0, drawn  # the mark adds attenuation to at least one layer

@@ -7,6 +7,7 @@ side as ``(right, left)`` — patient right is image left (``x < 0``).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -208,9 +209,66 @@ def _series(rng: np.random.Generator, mean: float, sd: float, n: int = 14) -> tu
     return tuple(rng.normal(mean, sd, n).round(5).tolist())
 
 
+@dataclass(frozen=True)
+class _Site:
+    """Where a patient's marks may go: thorax half-width, lung apex tops and diaphragm dome tops."""
+
+    width: float
+    apex: Pair
+    dome: tuple[float, float]
+
+
+MarkSampler = Callable[[np.random.Generator, str, float, _Site], Mark]
+MARK_SAMPLERS: dict[str, MarkSampler] = {}
+
+
+def _samples(kind: str) -> Callable[[MarkSampler], MarkSampler]:
+    """Register the sampler of one mark kind (``rng, kind, side, site → Mark``)."""
+    def register(fn: MarkSampler) -> MarkSampler:
+        if kind not in MARK_KINDS or kind in MARK_SAMPLERS:
+            raise ValueError(f"mark kind {kind!r} is not in MARK_KINDS or already has a sampler")
+        MARK_SAMPLERS[kind] = fn
+        return fn
+    return register
+
+
+@_samples("granuloma")
+def _granuloma(rng: np.random.Generator, kind: str, side: float, site: _Site) -> Mark:
+    y = rng.uniform(site.apex[0] + 0.15, min(site.dome) - 0.05)
+    u = rng.uniform(0.25, site.width - 0.1)
+    return Mark(kind, side * u, y, size=rng.uniform(0.008, 0.018))
+
+
+@_samples("rib_fracture")
+def _rib_fracture(rng: np.random.Generator, kind: str, side: float, site: _Site) -> Mark:
+    return Mark(kind, side, rng.uniform(0.4, 0.85), size=rng.uniform(0.8, 1.4), param=int(rng.integers(3, 10)))
+
+
+@_samples("sternotomy")
+def _sternotomy(rng: np.random.Generator, kind: str, side: float, site: _Site) -> Mark:
+    return Mark(kind, rng.normal(0, 0.01), rng.uniform(-0.45, -0.38), size=rng.uniform(0.07, 0.09),
+                angle=rng.normal(0, 0.04), param=int(rng.integers(5, 8)))
+
+
+@_samples("clips")
+def _clips(rng: np.random.Generator, kind: str, side: float, site: _Site) -> Mark:
+    where = rng.integers(3)
+    x, y = [(side * rng.uniform(0.55, 0.75), rng.uniform(-0.45, -0.2)),
+            (side * rng.uniform(0.05, 0.2), rng.uniform(-0.35, 0.0)),
+            (rng.uniform(-0.3, 0.3), rng.uniform(0.55, 0.8))][where]
+    return Mark(kind, x, y, size=rng.uniform(0.04, 0.09), angle=rng.uniform(0, np.pi), param=int(rng.integers(2, 6)))
+
+
+@_samples("pacemaker")
+def _pacemaker(rng: np.random.Generator, kind: str, side: float, site: _Site) -> Mark:
+    s = 1.0 if rng.random() < 0.85 else -1.0
+    return Mark(kind, s * rng.uniform(0.38, 0.55), rng.uniform(-0.52, -0.42), size=rng.uniform(0.9, 1.15),
+                angle=rng.normal(0, 0.25), param=int(rng.integers(1, 3)))
+
+
 def _sample_marks(rng: np.random.Generator, age: float, width: float, apex: Pair,
                   dome: tuple[float, float]) -> tuple[Mark, ...]:
-    """0–3 permanent marks at patient-specific places."""
+    """0–3 permanent marks at patient-specific places (each kind's sampler from :data:`MARK_SAMPLERS`)."""
     p = np.array(_MARK_P)
     if age > 60:
         p[2] *= 1.8
@@ -218,30 +276,11 @@ def _sample_marks(rng: np.random.Generator, age: float, width: float, apex: Pair
     p /= p.sum()
     n = int(rng.choice(len(_N_MARKS_P), p=_N_MARKS_P))
     kinds = rng.choice(MARK_KINDS, size=n, replace=False, p=p) if n else []
+    site = _Site(width, apex, dome)
     marks = []
     for kind in kinds:
-        side = float(rng.choice([-1.0, 1.0]))
-        if kind == "granuloma":
-            y = rng.uniform(apex[0] + 0.15, min(dome) - 0.05)
-            u = rng.uniform(0.25, width - 0.1)
-            marks.append(Mark(kind, side * u, y, size=rng.uniform(0.008, 0.018)))
-        elif kind == "rib_fracture":
-            marks.append(Mark(kind, side, rng.uniform(0.4, 0.85), size=rng.uniform(0.8, 1.4),
-                              param=int(rng.integers(3, 10))))
-        elif kind == "sternotomy":
-            marks.append(Mark(kind, rng.normal(0, 0.01), rng.uniform(-0.45, -0.38), size=rng.uniform(0.07, 0.09),
-                              angle=rng.normal(0, 0.04), param=int(rng.integers(5, 8))))
-        elif kind == "clips":
-            site = rng.integers(3)
-            x, y = [(side * rng.uniform(0.55, 0.75), rng.uniform(-0.45, -0.2)),
-                    (side * rng.uniform(0.05, 0.2), rng.uniform(-0.35, 0.0)),
-                    (rng.uniform(-0.3, 0.3), rng.uniform(0.55, 0.8))][site]
-            marks.append(Mark(kind, x, y, size=rng.uniform(0.04, 0.09), angle=rng.uniform(0, np.pi),
-                              param=int(rng.integers(2, 6))))
-        else:
-            s = 1.0 if rng.random() < 0.85 else -1.0
-            marks.append(Mark(kind, s * rng.uniform(0.38, 0.55), rng.uniform(-0.52, -0.42),
-                              size=rng.uniform(0.9, 1.15), angle=rng.normal(0, 0.25), param=int(rng.integers(1, 3))))
+        side = float(rng.choice([-1.0, 1.0]))  # drawn for every kind, so each kind's draws keep their place
+        marks.append(MARK_SAMPLERS[kind](rng, kind, side, site))
     return tuple(marks)
 
 

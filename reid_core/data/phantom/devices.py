@@ -9,10 +9,11 @@ breathing, and healed fractures belong to the bone layer. Transient devices
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from reid_core.data.phantom.anatomy import Mark
+from reid_core.data.phantom.anatomy import MARK_KINDS, Mark
 from reid_core.data.phantom.raster import F32, Grid, draw_lines, ramp
 from reid_core.data.phantom.thorax import SIGNS, Thorax
 
@@ -58,46 +59,72 @@ def _ellipse_path(cx: float, cy: float, rx: float, ry: float, angle: float, k: i
     return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
 
 
+MarkDrawer = Callable[[Grid, Thorax, Mark, MarkLayers], None]
+MARK_DRAWERS: dict[str, MarkDrawer] = {}
+
+
+def _draws(kind: str) -> Callable[[MarkDrawer], MarkDrawer]:
+    """Register the drawer of one mark kind (``grid, thorax, mark, layers``: adds to the layers)."""
+    def register(fn: MarkDrawer) -> MarkDrawer:
+        if kind not in MARK_KINDS or kind in MARK_DRAWERS:
+            raise ValueError(f"mark kind {kind!r} is not in MARK_KINDS or already has a drawer")
+        MARK_DRAWERS[kind] = fn
+        return fn
+    return register
+
+
 def draw_marks(grid: Grid, th: Thorax, marks: tuple[Mark, ...]) -> MarkLayers:
-    """Rasterise a patient's permanent marks."""
+    """Rasterise a patient's permanent marks (each kind's drawer from :data:`MARK_DRAWERS`)."""
     n = grid.n
     layers = MarkLayers(np.zeros((n, n), F32), np.zeros((n, n), F32), np.zeros((n, n), F32))
     for m in marks:
-        if m.kind == "granuloma":
-            _blob(grid, layers.inner, m.x, m.y, m.size, m.size, 0.55, edge=0.35)
-        elif m.kind == "rib_fracture":
-            i = 0 if m.x < 0 else 1
-            px, py = th.rib_point(m.param, i, m.y)
-            u = abs(px)
-            slope = float(th.rib_arch_slope(np.array(u), th.rib_kappa(np.array(float(m.param)))))
-            ang = np.arctan(slope) * SIGNS[i]
-            half = 0.5 * th.anat.rib_thickness * th.anat.rib_spacing
-            _blob(grid, layers.bone, px, py, 0.035 * m.size, half * 1.5, 0.16, angle=ang, edge=0.5)
-            _blob(grid, layers.bone, px, py, 0.004, half * 1.2, 0.12, angle=ang, edge=0.6)
-        elif m.kind == "sternotomy":
-            wires = []
-            for k in range(m.param):
-                cy = m.y + k * m.size
-                cx = m.x + np.sin(m.angle) * k * m.size
-                wires.append(_ellipse_path(cx, cy, 0.024, 0.009, m.angle + 0.08 * np.sin(3.1 * k)))
-                wires.append(np.array([[cx + 0.024, cy], [cx + 0.04, cy + 0.006 * np.cos(k)]]))
-            draw_lines(grid, wires, 0.003, 1.6, out=layers.metal)
-        elif m.kind == "clips":
-            strokes = []
-            for k in range(m.param):
-                a = m.angle + 1.3 * k
-                cx = m.x + m.size * 0.5 * np.cos(a * 2.1)
-                cy = m.y + m.size * 0.5 * np.sin(a * 1.7)
-                d1 = np.array([np.cos(a), np.sin(a)]) * 0.02
-                d2 = np.array([np.cos(a + 0.35), np.sin(a + 0.35)]) * 0.02
-                c = np.array([cx, cy])
-                strokes += [np.stack([c, c + d1]), np.stack([c, c + d2])]
-            draw_lines(grid, strokes, 0.0028, 2.0, out=layers.metal)
-        elif m.kind == "pacemaker":
-            _pacemaker(grid, th, m, layers)
+        MARK_DRAWERS[m.kind](grid, th, m, layers)
     return layers
 
 
+@_draws("granuloma")
+def _granuloma(grid: Grid, th: Thorax, m: Mark, layers: MarkLayers) -> None:
+    _blob(grid, layers.inner, m.x, m.y, m.size, m.size, 0.55, edge=0.35)
+
+
+@_draws("rib_fracture")
+def _rib_fracture(grid: Grid, th: Thorax, m: Mark, layers: MarkLayers) -> None:
+    i = 0 if m.x < 0 else 1
+    px, py = th.rib_point(m.param, i, m.y)
+    u = abs(px)
+    slope = float(th.rib_arch_slope(np.array(u), th.rib_kappa(np.array(float(m.param)))))
+    ang = np.arctan(slope) * SIGNS[i]
+    half = 0.5 * th.anat.rib_thickness * th.anat.rib_spacing
+    _blob(grid, layers.bone, px, py, 0.035 * m.size, half * 1.5, 0.16, angle=ang, edge=0.5)
+    _blob(grid, layers.bone, px, py, 0.004, half * 1.2, 0.12, angle=ang, edge=0.6)
+
+
+@_draws("sternotomy")
+def _sternotomy(grid: Grid, th: Thorax, m: Mark, layers: MarkLayers) -> None:
+    wires = []
+    for k in range(m.param):
+        cy = m.y + k * m.size
+        cx = m.x + np.sin(m.angle) * k * m.size
+        wires.append(_ellipse_path(cx, cy, 0.024, 0.009, m.angle + 0.08 * np.sin(3.1 * k)))
+        wires.append(np.array([[cx + 0.024, cy], [cx + 0.04, cy + 0.006 * np.cos(k)]]))
+    draw_lines(grid, wires, 0.003, 1.6, out=layers.metal)
+
+
+@_draws("clips")
+def _clips(grid: Grid, th: Thorax, m: Mark, layers: MarkLayers) -> None:
+    strokes = []
+    for k in range(m.param):
+        a = m.angle + 1.3 * k
+        cx = m.x + m.size * 0.5 * np.cos(a * 2.1)
+        cy = m.y + m.size * 0.5 * np.sin(a * 1.7)
+        d1 = np.array([np.cos(a), np.sin(a)]) * 0.02
+        d2 = np.array([np.cos(a + 0.35), np.sin(a + 0.35)]) * 0.02
+        c = np.array([cx, cy])
+        strokes += [np.stack([c, c + d1]), np.stack([c, c + d2])]
+    draw_lines(grid, strokes, 0.0028, 2.0, out=layers.metal)
+
+
+@_draws("pacemaker")
 def _pacemaker(grid: Grid, th: Thorax, m: Mark, layers: MarkLayers) -> None:
     """Generator can in the infraclavicular pocket and one or two transvenous leads."""
     s = 1.0 if m.x > 0 else -1.0
