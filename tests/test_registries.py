@@ -142,3 +142,26 @@ def test_every_phantom_mark_kind_is_sampled_and_drawn_through_its_registry(kind)
     layers = draw_marks(Grid(96, 1.2), Thorax(anat), (mark,))
     drawn = {name: float(np.abs(getattr(layers, name)).sum()) for name in ("metal", "bone", "inner")}
     assert sum(drawn.values()) > 0, drawn  # the mark adds attenuation to at least one layer
+
+
+# --------------------------------------------------------------------------- phantom findings
+@pytest.mark.parametrize("kind", ["cardiomegaly", "effusion", "consolidation", "nodule", "mass", "pneumothorax",
+                                  "atelectasis"])
+def test_every_phantom_finding_kind_changes_the_layers_through_its_registry(kind):
+    from reid_core.data.phantom import FINDING_KINDS, PhantomGenerator
+    from reid_core.data.phantom.findings import FINDING_DRAWERS, FindingEffects, finding_effects
+    from reid_core.data.phantom.raster import Grid
+    from reid_core.data.phantom.thorax import Thorax
+
+    assert set(FINDING_DRAWERS) == set(FINDING_KINDS)
+    gen = PhantomGenerator(seed=0)
+    found = next(((gen.patient(i), f) for i in range(300) for s in gen.studies(i) for f in s.findings
+                  if f.kind == kind), None)
+    assert found is not None, f"no {kind} among 300 phantom patients"
+    anat, state = found
+    fx = finding_effects(Grid(96, 1.2), Thorax(anat), (state,), np.ones((96, 96), np.float32))
+    untouched = FindingEffects()
+    changed = fx.heart_scale != untouched.heart_scale or any(
+        getattr(fx, name) is not None and np.any(getattr(fx, name) != (1.0 if name == "vessel_mask" else 0.0))
+        for name in ("opacity", "add", "air_gain", "vessel_mask"))
+    assert changed

@@ -9,6 +9,7 @@ resolved; chronic ones persist and progress. Labels use the ChestX-ray14 names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -137,28 +138,61 @@ class FindingEffects:
         return getattr(self, name)
 
 
+FindingDrawer = Callable[[Grid, Thorax, FindingState, np.ndarray, FindingEffects], None]
+FINDING_DRAWERS: dict[str, FindingDrawer] = {}
+
+
+def _draws(*kinds: str) -> Callable[[FindingDrawer], FindingDrawer]:
+    """Register how one or more finding kinds modify a study's layers (``grid, thorax, state, vessels, effects``)."""
+    def register(fn: FindingDrawer) -> FindingDrawer:
+        for kind in kinds:
+            if kind not in KINDS or kind in FINDING_DRAWERS:
+                raise ValueError(f"finding kind {kind!r} is not in KINDS or already has a drawer")
+            FINDING_DRAWERS[kind] = fn
+        return fn
+    return register
+
+
 def finding_effects(grid: Grid, th: Thorax, states: tuple[FindingState, ...], vessels: np.ndarray) -> FindingEffects:
-    """Rasterise the findings of one study into layer modifiers."""
+    """Rasterise the findings of one study into layer modifiers (each kind's drawer from :data:`FINDING_DRAWERS`)."""
     fx = FindingEffects()
-    n = grid.n
     for st in states:
-        if st.kind == "cardiomegaly":
-            fx.heart_scale = cardiomegaly_scale(st.severity)
-        elif st.kind == "effusion":
-            for i in ((0, 1) if st.side == 2 else (st.side,)):
-                _effusion(grid, th, i, st.severity, fx._arr("opacity", n, 0.0))
-        elif st.kind in ("nodule", "mass"):
-            _nodule(grid, st, fx._arr("add", n, 0.0))
-        elif st.kind == "consolidation":
-            _consolidation(grid, st, vessels, fx._arr("opacity", n, 0.0))
-        elif st.kind == "pneumothorax":
-            _pneumothorax(grid, th, st, fx._arr("air_gain", n, 0.0), fx._arr("vessel_mask", n, 1.0),
-                          fx._arr("opacity", n, 0.0))
-        elif st.kind == "atelectasis":
-            _atelectasis(grid, th, st, fx._arr("opacity", n, 0.0))
+        FINDING_DRAWERS[st.kind](grid, th, st, vessels, fx)
     if fx.opacity is not None:
         np.clip(fx.opacity, 0.0, 0.97, out=fx.opacity)
     return fx
+
+
+@_draws("cardiomegaly")
+def _draw_cardiomegaly(grid: Grid, th: Thorax, st: FindingState, vessels: np.ndarray, fx: FindingEffects) -> None:
+    fx.heart_scale = cardiomegaly_scale(st.severity)
+
+
+@_draws("effusion")
+def _draw_effusion(grid: Grid, th: Thorax, st: FindingState, vessels: np.ndarray, fx: FindingEffects) -> None:
+    for i in ((0, 1) if st.side == 2 else (st.side,)):
+        _effusion(grid, th, i, st.severity, fx._arr("opacity", grid.n, 0.0))
+
+
+@_draws("nodule", "mass")
+def _draw_lesion(grid: Grid, th: Thorax, st: FindingState, vessels: np.ndarray, fx: FindingEffects) -> None:
+    _nodule(grid, st, fx._arr("add", grid.n, 0.0))
+
+
+@_draws("consolidation")
+def _draw_consolidation(grid: Grid, th: Thorax, st: FindingState, vessels: np.ndarray, fx: FindingEffects) -> None:
+    _consolidation(grid, st, vessels, fx._arr("opacity", grid.n, 0.0))
+
+
+@_draws("pneumothorax")
+def _draw_pneumothorax(grid: Grid, th: Thorax, st: FindingState, vessels: np.ndarray, fx: FindingEffects) -> None:
+    n = grid.n
+    _pneumothorax(grid, th, st, fx._arr("air_gain", n, 0.0), fx._arr("vessel_mask", n, 1.0), fx._arr("opacity", n, 0.0))
+
+
+@_draws("atelectasis")
+def _draw_atelectasis(grid: Grid, th: Thorax, st: FindingState, vessels: np.ndarray, fx: FindingEffects) -> None:
+    _atelectasis(grid, th, st, fx._arr("opacity", grid.n, 0.0))
 
 
 def _effusion(grid: Grid, th: Thorax, i: int, sev: float, out: np.ndarray) -> None:
