@@ -13,8 +13,6 @@ step, in a background thread or DataLoader workers.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import torch
 from torch import Tensor
 
 from reid_core.data.manifest import load_manifest
+from reid_core.data.prefetch import thread_prefetch
 from reid_core.data.store import ImageStore
 from reid_core.embed import EmbeddingTable
 from reid_core.errors import WorkspaceError
@@ -142,7 +141,8 @@ class RealSampler:
 class RealStream:
     """Endless ``(uint8 B×S×S images, int64 positions)`` for steps ``start_step, start_step + 1, …``.
 
-    ``num_workers`` 0: one reader thread, ``depth`` batches ahead; more:
+    ``num_workers`` 0: one reader thread (:func:`reid_core.data.prefetch.thread_prefetch`), ``depth`` batches
+    ahead; more:
     DataLoader worker processes, chunks of ``CHUNK_STEPS`` batches at a time.
     :meth:`close` stops and joins the reader (a daemon thread still reading
     while the interpreter exits can abort it), so call it, or use ``with``.
@@ -152,60 +152,34 @@ class RealStream:
                  pin_memory: bool = False, depth: int = 4) -> None:
         self.data, self.sampler, self.num_workers, self.pin_memory = data, sampler, num_workers, pin_memory
         self._labels = np.arange(len(data), dtype=np.int64)  # "labels" = positions, to look up conditions
-        self._stop = threading.Event()
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._thread: threading.Thread | None = None
-        self._loader: Iterator[tuple[Tensor, Tensor]] | None = None
-        if num_workers == 0:
-            self._thread = threading.Thread(target=self._read, args=(start_step,), name="gan-reals", daemon=True)
-            self._thread.start()
-        else:
-            self._loader = self._chunks(start_step)
+        self._threaded = num_workers == 0
+        self._loader: Iterator[tuple[Tensor, Tensor]] = (
+            thread_prefetch(self._steps(start_step), depth) if self._threaded else self._chunks(start_step))
 
     def _dataset(self, step: int, count: int) -> BatchDataset:
         batches = [self.sampler.positions(s) for s in range(step, step + count)]
         return BatchDataset(self.data.store_path, self.data.rows, self._labels, batches)
+
+    def _steps(self, step: int) -> Iterator[tuple[Tensor, Tensor]]:
+        while True:
+            yield self._dataset(step, 1)[0]
+            step += 1
 
     def _chunks(self, step: int) -> Iterator[tuple[Tensor, Tensor]]:
         while True:
             yield from iterate_batches(self._dataset(step, CHUNK_STEPS), self.num_workers, self.pin_memory)
             step += CHUNK_STEPS
 
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _read(self, step: int) -> None:
-        try:
-            while self._put(self._dataset(step, 1)[0]):
-                step += 1
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-            self._put(exc)
-
     def __iter__(self) -> RealStream:
         return self
 
     def __next__(self) -> tuple[Tensor, Tensor]:
-        if self._loader is not None:
-            return next(self._loader)
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        images, positions = item
-        return (images.pin_memory() if self.pin_memory else images), positions
+        images, positions = next(self._loader)
+        return (images.pin_memory() if self.pin_memory and self._threaded else images), positions
 
     def close(self) -> None:
         """Stop the reader and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._loader is not None:
-            self._loader.close()  # type: ignore[attr-defined]
+        self._loader.close()  # type: ignore[attr-defined]
 
     def __enter__(self) -> RealStream:
         return self
