@@ -141,9 +141,8 @@ class RealSampler:
 class RealStream:
     """Endless ``(uint8 B×S×S images, int64 positions)`` for steps ``start_step, start_step + 1, …``.
 
-    ``num_workers`` 0: one reader thread (:func:`reid_core.data.prefetch.thread_prefetch`), ``depth`` batches
-    ahead; more:
-    DataLoader worker processes, chunks of ``CHUNK_STEPS`` batches at a time.
+    ``num_workers`` 0: one reader thread (:func:`reid_core.data.prefetch.thread_prefetch`), ``depth``
+    batches ahead; more: DataLoader worker processes, chunks of ``CHUNK_STEPS`` batches at a time.
     :meth:`close` stops and joins the reader (a daemon thread still reading
     while the interpreter exits can abort it), so call it, or use ``with``.
     """
