@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from reid_core.data.phantom.registry import registrar
+
 MARK_KINDS: tuple[str, ...] = ("granuloma", "rib_fracture", "sternotomy", "clips", "pacemaker")
 _MARK_P = (0.34, 0.24, 0.12, 0.17, 0.13)
 _N_MARKS_P = (0.5, 0.3, 0.14, 0.06)
@@ -222,14 +224,7 @@ MarkSampler = Callable[[np.random.Generator, str, float, _Site], Mark]
 MARK_SAMPLERS: dict[str, MarkSampler] = {}
 
 
-def _samples(kind: str) -> Callable[[MarkSampler], MarkSampler]:
-    """Register the sampler of one mark kind (``rng, kind, side, site → Mark``)."""
-    def register(fn: MarkSampler) -> MarkSampler:
-        if kind not in MARK_KINDS or kind in MARK_SAMPLERS:
-            raise ValueError(f"mark kind {kind!r} is not in MARK_KINDS or already has a sampler")
-        MARK_SAMPLERS[kind] = fn
-        return fn
-    return register
+_samples = registrar(MARK_SAMPLERS, MARK_KINDS, "mark sampler")  # @_samples(kind): rng, kind, side, site → Mark
 
 
 @_samples("granuloma")

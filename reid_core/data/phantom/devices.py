@@ -15,6 +15,7 @@ import numpy as np
 
 from reid_core.data.phantom.anatomy import MARK_KINDS, Mark
 from reid_core.data.phantom.raster import F32, Grid, draw_lines, ramp
+from reid_core.data.phantom.registry import registrar
 from reid_core.data.phantom.thorax import SIGNS, Thorax
 
 TUBE_KINDS: tuple[str, ...] = ("et_tube", "ng_tube", "central_line", "ecg_leads")
@@ -63,14 +64,7 @@ MarkDrawer = Callable[[Grid, Thorax, Mark, MarkLayers], None]
 MARK_DRAWERS: dict[str, MarkDrawer] = {}
 
 
-def _draws(kind: str) -> Callable[[MarkDrawer], MarkDrawer]:
-    """Register the drawer of one mark kind (``grid, thorax, mark, layers``: adds to the layers)."""
-    def register(fn: MarkDrawer) -> MarkDrawer:
-        if kind not in MARK_KINDS or kind in MARK_DRAWERS:
-            raise ValueError(f"mark kind {kind!r} is not in MARK_KINDS or already has a drawer")
-        MARK_DRAWERS[kind] = fn
-        return fn
-    return register
+_draws = registrar(MARK_DRAWERS, MARK_KINDS, "mark drawer")  # @_draws(kind): grid, thorax, mark, layers (adds to them)
 
 
 def draw_marks(grid: Grid, th: Thorax, marks: tuple[Mark, ...]) -> MarkLayers:

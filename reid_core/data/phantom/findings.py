@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from reid_core.data.phantom.raster import F32, Grid, dome, ramp, resample_rows_cols
+from reid_core.data.phantom.registry import registrar
 from reid_core.data.phantom.thorax import SIGNS, Thorax
 
 KINDS: tuple[str, ...] = ("cardiomegaly", "effusion", "consolidation", "nodule", "mass", "pneumothorax", "atelectasis")
@@ -142,15 +143,8 @@ FindingDrawer = Callable[[Grid, Thorax, FindingState, np.ndarray, FindingEffects
 FINDING_DRAWERS: dict[str, FindingDrawer] = {}
 
 
-def _draws(*kinds: str) -> Callable[[FindingDrawer], FindingDrawer]:
-    """Register how one or more finding kinds modify a study's layers (``grid, thorax, state, vessels, effects``)."""
-    def register(fn: FindingDrawer) -> FindingDrawer:
-        for kind in kinds:
-            if kind not in KINDS or kind in FINDING_DRAWERS:
-                raise ValueError(f"finding kind {kind!r} is not in KINDS or already has a drawer")
-            FINDING_DRAWERS[kind] = fn
-        return fn
-    return register
+# @_draws(*kinds): how those findings modify a study's layers (grid, thorax, state, vessels, effects)
+_draws = registrar(FINDING_DRAWERS, KINDS, "finding drawer")
 
 
 def finding_effects(grid: Grid, th: Thorax, states: tuple[FindingState, ...], vessels: np.ndarray) -> FindingEffects:
