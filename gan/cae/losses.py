@@ -85,8 +85,7 @@ def jitter(x: Tensor, shift: float = 0.04, scale: float = 0.05, brightness: floa
 
 def identity_loss(embedder: "Embedder", images: Tensor, c: Tensor, augment: bool = True) -> Tensor:
     """Mean ``1 − cos(embedder(images), c)``; ``images`` (N, 1, R, R) in [-1, 1], the embedder frozen."""
-    x = images * 0.5 + 0.5
-    x = resize(x, int(embedder.config.image_size))
+    x = _embedder_input(embedder, images)
     if augment:
         x = jitter(x)
     e = embedder(x.clamp(-0.5, 1.5))
@@ -94,6 +93,7 @@ def identity_loss(embedder: "Embedder", images: Tensor, c: Tensor, augment: bool
 
 
 def _embedder_input(embedder: "Embedder", images: Tensor) -> Tensor:
+    """Images in [-1, 1] as the embedder reads them: [0, 1] at its training size."""
     return resize(images * 0.5 + 0.5, int(embedder.config.image_size))
 
 
