@@ -23,7 +23,8 @@ from reid_core.checkpoint import load_state
 from reid_core.errors import ConfigError
 from reid_core.model import EmbedderConfig
 from reid_core.train.config import AugmentConfig, LossParams, TrainConfig
-from reid_core.train.loss_kinds import ContrastiveXbmParams, MultiSimilarityParams, TripletParams
+from reid_core.train.loss_kinds import (ContrastiveXbmParams, CosFaceParams, MultiSimilarityParams,
+                                       ProxyAnchorParams, TripletParams)
 from reid_core.typed_config import TypedConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,8 @@ CASES = [
     Case(TripletParams(margin=0.2), "miner=hard", "miner", "hard", {"margin": "wide"}),
     Case(MultiSimilarityParams(alpha=1.0), "epsilon=0.2", "epsilon", 0.2, {"beta": None}),
     Case(ContrastiveXbmParams(memory_size=64), "neg_margin=1", "neg_margin", 1.0, {"memory_size": 6.4}),
+    Case(ProxyAnchorParams(alpha=16.0), "margin=0.2", "margin", 0.2, {"alpha": "big"}),
+    Case(CosFaceParams(scale=16.0), "proxy_lr_mult=10", "proxy_lr_mult", 10.0, {"margin": [0.2]}),
 ]
 IDS = [type(c.example).__name__ for c in CASES]
 

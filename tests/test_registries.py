@@ -36,11 +36,13 @@ def test_loss_kind_contract(name):
     assert isinstance(params, kind.Params)
     assert params == kind.Params()  # the Params defaults are the TrainConfig defaults: nothing moved
     assert kind.Params.from_dict(params.to_dict()) == params
-    loss, miner = kind.build(params, 8)
+    n_classes = int(LABELS.max()) + 1
+    loss, miner = kind.build(params, 8, n_classes)
     assert isinstance(loss, torch.nn.Module) and (miner is None or isinstance(miner, torch.nn.Module))
     assert isinstance(kind.miner_name(params), str) and kind.miner_name(params)
-    objective = build_objective(config)
+    objective = build_objective(config, n_classes)
     assert type(objective.loss) is type(loss) and type(objective.miner) is type(miner)
+    assert objective.lr_mult == kind.lr_mult(params) > 0
     z = torch.nn.functional.normalize(torch.randn(8, 8, generator=torch.Generator().manual_seed(0)), dim=1)
     z.requires_grad_(True)
     value = objective(z, LABELS)
@@ -56,7 +58,7 @@ def test_the_miner_option_reaches_only_the_kinds_that_take_it(name, caplog):
     takes_miner = "miner" in kind.Params.field_names()
     assert (kind.params(moved) != kind.params(base)) == takes_miner
     with caplog.at_level(logging.WARNING, logger="reid_core.train.losses"):
-        build_objective(moved)
+        build_objective(moved, 4)
     assert ("has no effect" in caplog.text) == (not takes_miner)  # no longer silently ignored
     assert _miner_name(moved.to_dict()) == kind.miner_name(kind.params(moved))  # the card asks the registry
 
@@ -165,3 +167,25 @@ def test_every_phantom_finding_kind_changes_the_layers_through_its_registry(kind
         getattr(fx, name) is not None and np.any(getattr(fx, name) != (1.0 if name == "vessel_mask" else 0.0))
         for name in ("opacity", "add", "air_gain", "vessel_mask"))
     assert changed
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_proxy_losses_train_their_proxies_at_their_own_rate(name):
+    from reid_core.train.optim import build_optimizer
+
+    config = TrainConfig(loss=name, batch_size=8, m_per_patient=2, model=EmbedderConfig(embedding_dim=8))
+    objective = build_objective(config, 4)
+    model = torch.nn.Linear(8, 8)
+    opt = build_optimizer(model, 1e-3, 0.05, objective.parameters(), objective.lr_mult)
+    proxy = name in ("proxy_anchor", "cosface")
+    assert bool(objective.parameters()) == proxy and (objective.state() is not None) == (proxy or "xbm" in name)
+    if proxy:
+        assert len(opt.param_groups) == 3 and opt.param_groups[2]["lr"] == pytest.approx(1e-3 * objective.lr_mult)
+        before = objective.parameters()[0].detach().clone()
+        objective(torch.nn.functional.normalize(model(torch.randn(8, 8)), dim=1), LABELS).backward()
+        opt.step()
+        assert not torch.equal(before, objective.parameters()[0])
+        with pytest.raises(ValueError, match="number of training patients"):
+            build_objective(config, 1)
+    else:
+        assert len(opt.param_groups) == 2

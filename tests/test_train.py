@@ -142,7 +142,8 @@ def test_normal_only_training_drops_abnormal_train_films_but_keeps_val(tmp_path)
 # --------------------------------------------------------------------------- losses
 
 @pytest.mark.parametrize("loss, miner", [("triplet", "semihard"), ("triplet", "hard"), ("triplet", "all"),
-                                         ("multi_similarity", "semihard"), ("contrastive_xbm", "semihard")])
+                                         ("multi_similarity", "semihard"), ("contrastive_xbm", "semihard"),
+                                         ("proxy_anchor", "semihard"), ("cosface", "semihard")])
 def test_every_loss_trains_a_step(tmp_path, loss, miner):
     ws = make_workspace(tmp_path / "ws", n_patients=8, val_every_nth=None)
     result = train_embedder(ws, tiny_config(loss=loss, miner=miner, max_steps=1), progress=False)
@@ -190,6 +191,7 @@ def _final_state(ws) -> dict:
 @pytest.mark.parametrize("overrides", [
     {},
     {"loss": "contrastive_xbm", "grad_accum": 2, "model": None, "val_every": 2, "num_workers": 2},
+    {"loss": "proxy_anchor", "val_every": 2},
 ])
 def test_resume_after_interruption_is_bit_identical(tmp_path, overrides):
     if "model" in overrides:  # dropout + drop-path draw from the global RNG
@@ -210,8 +212,13 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, overrides):
         assert torch.equal(a["model"][key], b["model"][key]), key
     for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
         assert all(torch.equal(pa[k], pb[k]) for k in pa)
-    if a["objective"][0] is not None:
+    if a["objective"][0] is not None and "embedding_memory" in a["objective"][0]:
         assert torch.equal(a["objective"][0]["embedding_memory"], b["objective"][0]["embedding_memory"])
+    if overrides.get("loss") == "proxy_anchor":  # the proxies are trained, saved and restored
+        pa, pb = a["objective"][0]["parameters"], b["objective"][0]["parameters"]
+        assert pa.keys() == pb.keys() == {"proxies"}
+        assert torch.equal(pa["proxies"], pb["proxies"])
+        assert len(a["optimizer"]["param_groups"]) == 3
     steps = [r["step"] for r in read_jsonl(interrupted.embedder_dir / "train_log.jsonl") if r["event"] == "train"]
     assert steps == [2, 4, 6]  # no duplicated records
 

@@ -69,6 +69,9 @@ class LossParams(TypedConfig):
     ``ms_*``: MultiSimilarityLoss alpha/beta/base and MultiSimilarityMiner epsilon.
     ``pos_margin``/``neg_margin``: ContrastiveLoss margins (Euclidean distance of
     unit vectors, in [0, 2]). ``xbm_memory_size``: CrossBatchMemory queue length.
+    ``pa_margin``/``pa_alpha``: ProxyAnchorLoss margin δ and scale α.
+    ``cosface_margin``/``cosface_scale``: CosFaceLoss additive cosine margin and logit scale.
+    ``proxy_lr_mult``: learning rate of a proxy loss's class proxies relative to ``lr``.
     """
 
     ms_alpha: float = 2.0
@@ -78,10 +81,17 @@ class LossParams(TypedConfig):
     pos_margin: float = 0.0
     neg_margin: float = 0.5
     xbm_memory_size: int = 1024
+    pa_margin: float = 0.1
+    pa_alpha: float = 32.0
+    cosface_margin: float = 0.2
+    cosface_scale: float = 30.0
+    proxy_lr_mult: float = 100.0
 
     def validate(self) -> None:
         if self.xbm_memory_size < 1:
             raise ValueError(f"loss_params.xbm_memory_size must be >= 1, got {self.xbm_memory_size}")
+        if self.pa_alpha <= 0 or self.cosface_scale <= 0 or self.proxy_lr_mult <= 0:
+            raise ValueError("loss_params.pa_alpha, cosface_scale and proxy_lr_mult must be > 0")
 
 
 @dataclass

@@ -66,6 +66,15 @@ class DistContext:
         dist.all_gather_object(out, obj)
         return out
 
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        """Average the gradients of ``params`` over ranks (parameters DDP does not manage, e.g. loss proxies)."""
+        if not self.distributed:
+            return
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad /= self.world_size
+
     def broadcast_buffers(self, module: torch.nn.Module) -> None:
         """Rank 0's buffers (e.g. BatchNorm running statistics) on every rank."""
         if self.distributed:

@@ -108,8 +108,9 @@ class _Trainer:
             self.model.to_channels_last()
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.objective = build_objective(cfg).to(dev)
-        self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay)
+        self.objective = build_objective(cfg, int(self.data.train_labels.max()) + 1).to(dev)
+        self.optimizer = build_optimizer(self.model, cfg.lr, cfg.weight_decay, self.objective.parameters(),
+                                         self.objective.lr_mult)
         self.scheduler = build_scheduler(self.optimizer, cfg.warmup_steps, self.total_steps, cfg.min_lr_ratio)
         self.progress = Progress()
         self.net: torch.nn.Module = self.model
@@ -170,6 +171,7 @@ class _Trainer:
                 loss = self.objective(emb, labels.to(dev, non_blocking=True)) / len(micro)
                 loss.backward()
             total += loss.detach()
+        self.ctx.average_gradients(self.objective.parameters())  # proxies live outside DDP's model
         if cfg.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
         self.optimizer.step()

@@ -5,7 +5,10 @@ reads it from the run's :class:`~reid_core.train.config.TrainConfig`
 (:meth:`LossKind.params`), builds the pytorch-metric-learning loss and, only
 where the loss uses one, its miner (:meth:`LossKind.build`), and names the
 miner a model card reports. ``TrainConfig.miner`` reaches the triplet loss
-only; the other kinds bring their own (or none).
+only; the other kinds bring their own (or none). Proxy kinds (``proxy_anchor``,
+``cosface``) hold one learnable proxy per training patient: they are built
+with ``num_classes`` (labels must be ``0 … num_classes - 1``) and their
+parameters train at ``lr × proxy_lr_mult`` (:meth:`LossKind.lr_mult`).
 
 Adding a loss: a ``Params`` dataclass, a subclass with ``name`` and the two
 methods, ``@register_loss``; its knobs go on ``TrainConfig.loss_params``.
@@ -42,8 +45,14 @@ class LossKind(ABC):
 
     @classmethod
     @abstractmethod
-    def build(cls, params: TypedConfig, embedding_dim: int) -> tuple[nn.Module, nn.Module | None]:
-        """``(loss, miner)``; the miner is None when the loss uses none."""
+    def build(cls, params: TypedConfig, embedding_dim: int,
+              num_classes: int = 0) -> tuple[nn.Module, nn.Module | None]:
+        """``(loss, miner)``; the miner is None when the loss uses none. ``num_classes``: training patients."""
+
+    @classmethod
+    def lr_mult(cls, params: TypedConfig) -> float:
+        """Learning-rate multiplier of the loss's own parameters (proxies), if it has any."""
+        return 1.0
 
     @classmethod
     def miner_name(cls, params: TypedConfig) -> str:
@@ -95,7 +104,8 @@ class Triplet(LossKind):
         return TripletParams(margin=config.margin, miner=config.miner)
 
     @classmethod
-    def build(cls, params: TripletParams, embedding_dim: int) -> tuple[nn.Module, nn.Module | None]:
+    def build(cls, params: TripletParams, embedding_dim: int,
+              num_classes: int = 0) -> tuple[nn.Module, nn.Module | None]:
         from pytorch_metric_learning import losses, miners
 
         return (losses.TripletMarginLoss(margin=params.margin),
@@ -127,7 +137,8 @@ class MultiSimilarity(LossKind):
         return MultiSimilarityParams(alpha=p.ms_alpha, beta=p.ms_beta, base=p.ms_base, epsilon=p.ms_epsilon)
 
     @classmethod
-    def build(cls, params: MultiSimilarityParams, embedding_dim: int) -> tuple[nn.Module, nn.Module | None]:
+    def build(cls, params: MultiSimilarityParams, embedding_dim: int,
+              num_classes: int = 0) -> tuple[nn.Module, nn.Module | None]:
         from pytorch_metric_learning import losses, miners
 
         return (losses.MultiSimilarityLoss(alpha=params.alpha, beta=params.beta, base=params.base),
@@ -158,7 +169,8 @@ class ContrastiveXbm(LossKind):
         return ContrastiveXbmParams(pos_margin=p.pos_margin, neg_margin=p.neg_margin, memory_size=p.xbm_memory_size)
 
     @classmethod
-    def build(cls, params: ContrastiveXbmParams, embedding_dim: int) -> tuple[nn.Module, nn.Module | None]:
+    def build(cls, params: ContrastiveXbmParams, embedding_dim: int,
+              num_classes: int = 0) -> tuple[nn.Module, nn.Module | None]:
         from pytorch_metric_learning import losses
 
         inner = losses.ContrastiveLoss(pos_margin=params.pos_margin, neg_margin=params.neg_margin)
@@ -173,3 +185,78 @@ class ContrastiveXbm(LossKind):
         memory = config.loss_params.xbm_memory_size
         if memory < config.batch_size:
             raise ValueError(f"loss_params.xbm_memory_size ({memory}) must be >= batch_size ({config.batch_size})")
+
+
+def _need_classes(name: str, num_classes: int) -> None:
+    if num_classes < 2:
+        raise ValueError(f"the {name} loss needs the number of training patients (>= 2), got {num_classes}")
+
+
+@dataclass(frozen=True)
+class ProxyAnchorParams(TypedConfig):
+    """``ProxyAnchorLoss(margin, alpha)`` (Kim et al. 2020): every batch is compared with one proxy per patient."""
+
+    margin: float = 0.1
+    alpha: float = 32.0
+    proxy_lr_mult: float = 100.0
+
+
+@register_loss
+class ProxyAnchor(LossKind):
+    name = "proxy_anchor"
+    Params = ProxyAnchorParams
+
+    @classmethod
+    def params(cls, config: TrainConfig) -> ProxyAnchorParams:
+        p = config.loss_params
+        return ProxyAnchorParams(margin=p.pa_margin, alpha=p.pa_alpha, proxy_lr_mult=p.proxy_lr_mult)
+
+    @classmethod
+    def build(cls, params: ProxyAnchorParams, embedding_dim: int, num_classes: int = 0) -> tuple[nn.Module, None]:
+        from pytorch_metric_learning import losses
+
+        _need_classes(cls.name, num_classes)
+        return losses.ProxyAnchorLoss(num_classes, embedding_dim, margin=params.margin, alpha=params.alpha), None
+
+    @classmethod
+    def lr_mult(cls, params: ProxyAnchorParams) -> float:
+        return params.proxy_lr_mult
+
+    @classmethod
+    def miner_name(cls, params: ProxyAnchorParams) -> str:
+        return "none (proxies)"
+
+
+@dataclass(frozen=True)
+class CosFaceParams(TypedConfig):
+    """``CosFaceLoss(margin, scale)`` (Wang et al. 2018): softmax over patients with an additive cosine margin."""
+
+    margin: float = 0.2
+    scale: float = 30.0
+    proxy_lr_mult: float = 100.0
+
+
+@register_loss
+class CosFace(LossKind):
+    name = "cosface"
+    Params = CosFaceParams
+
+    @classmethod
+    def params(cls, config: TrainConfig) -> CosFaceParams:
+        p = config.loss_params
+        return CosFaceParams(margin=p.cosface_margin, scale=p.cosface_scale, proxy_lr_mult=p.proxy_lr_mult)
+
+    @classmethod
+    def build(cls, params: CosFaceParams, embedding_dim: int, num_classes: int = 0) -> tuple[nn.Module, None]:
+        from pytorch_metric_learning import losses
+
+        _need_classes(cls.name, num_classes)
+        return losses.CosFaceLoss(num_classes, embedding_dim, margin=params.margin, scale=params.scale), None
+
+    @classmethod
+    def lr_mult(cls, params: CosFaceParams) -> float:
+        return params.proxy_lr_mult
+
+    @classmethod
+    def miner_name(cls, params: CosFaceParams) -> str:
+        return "none (class weights)"

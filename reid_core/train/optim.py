@@ -16,13 +16,19 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with two groups: weights (decayed) and 1-D parameters such as biases and norm scales (not)."""
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float,
+                    extra: list[nn.Parameter] | None = None, extra_lr_mult: float = 1.0) -> torch.optim.AdamW:
+    """AdamW with two groups: weights (decayed) and 1-D parameters such as biases and norm scales (not).
+
+    ``extra`` parameters (a proxy loss's proxies) form a third group, undecayed, at ``lr × extra_lr_mult``.
+    """
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if extra:
+        groups.append({"params": list(extra), "weight_decay": 0.0, "lr": lr * extra_lr_mult})
     return torch.optim.AdamW(groups, lr=lr)
 
 
