@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from reid_core.errors import TrainingError
 from reid_core.train.config import TrainConfig
 from reid_core.train.runner import add_run_arguments, resolve_config, run_training
 
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_EXAMPLES = """examples:
   cxr-reid train --workspace ws/nih
+  cxr-reid train --workspace ws/phantom --recipe cpu                          (the CPU recipe the demo ships)
   cxr-reid train --workspace ws/nih --config train.json --set lr=1e-3 --set model.embedding_dim=32
   cxr-reid train --workspace ws/phantom --set model.backbone=resnet18 --set loss=multi_similarity --max-steps 2000
   torchrun --nproc_per_node 4 -m reid_core.train --workspace ws/nih        (multi-GPU; add --nnodes for more hosts)
@@ -26,6 +28,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     """Add the ``train`` options to ``parser`` (returns it)."""
     parser.add_argument("--workspace", required=True, type=Path, help="workspace folder (prepared images)")
     parser.add_argument("--config", type=Path, help="TrainConfig as JSON (YAML when PyYAML is installed)")
+    parser.add_argument("--recipe", help="a documented recipe applied before --set: "
+                                         "cpu (the shipped CPU embedder), cpu-pairs (the earlier one), gpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one option, e.g. lr=1e-3, model.embedding_dim=32, augment.hflip=true "
                              "(repeatable)")
@@ -37,12 +41,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig an argument namespace describes: file, then ``--set``, then the dedicated flags."""
+    """The TrainConfig an argument namespace describes: file, then ``--recipe``, then ``--set``, then the
+    dedicated flags."""
     from reid_core.train.config import load_config
+    from reid_core.train.recipes import recipe_overrides
 
     config = load_config(args.config) if args.config else TrainConfig()
     init = getattr(args, "init_weights", None)
-    return resolve_config(config, args.overrides or [], {
+    recipe = getattr(args, "recipe", None)
+    try:
+        items = (recipe_overrides(recipe) if recipe else []) + list(args.overrides or [])
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    return resolve_config(config, items, {
         "epochs": getattr(args, "epochs", None), "max_steps": getattr(args, "max_steps", None),
         "device": getattr(args, "device", None), "init_weights": None if init is None else str(init)})
 

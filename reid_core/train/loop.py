@@ -199,7 +199,8 @@ class _Trainer:
                 p.bad_validations += 1
             patience = cfg.early_stop_patience
             stop = patience is not None and p.bad_validations >= patience
-            self.log_file.write({"event": "val", "step": p.step, "epoch": p.epoch, **metrics,
+            self.log_file.write({"event": "val", "step": p.step, "epoch": p.epoch, "elapsed_s": round(p.elapsed_s, 2),
+                                 **metrics,
                                  "best_map_at_r": p.best_metric, "improved": improved,
                                  "val_source": self.data.val_source, "val_s": round(time.perf_counter() - t0, 3)})
             if stop:

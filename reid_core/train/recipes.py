@@ -1,0 +1,31 @@
+"""Named training recipes: the documented configurations, as ``key=value`` overrides of :class:`TrainConfig`.
+
+``cxr-reid train --recipe NAME`` applies a recipe before ``--config``-less
+defaults are overridden by ``--set``; ``scripts/train_demo.sh`` and
+``benchmarks/bench_recipe.py`` use the same names, so what the README documents
+is what ships and what is measured.
+
+* ``cpu-pairs``: the first CPU recipe (ResNet-18, 96 px, multi-similarity
+  loss and miner on batches of 16 patients × 4 films).
+* ``cpu``: the current CPU recipe (see BENCHMARKS.md, "Embedder recipes").
+* ``gpu``: the product configuration (EfficientNet-B3 at 256 px; prepare with ``--size 256``).
+"""
+from __future__ import annotations
+
+_CPU_BASE = ("model.backbone=resnet18", "model.embedding_dim=64", "image_size=96", "batch_size=64",
+             "m_per_patient=4", "lr=1e-3", "warmup_steps=100", "val_every=140", "val_max_patients=150",
+             "num_workers=0")
+
+RECIPES: dict[str, tuple[str, ...]] = {
+    "cpu-pairs": (*_CPU_BASE, "loss=multi_similarity", "epochs=40", "early_stop_patience=8"),
+    "cpu": (*_CPU_BASE, "loss=proxy_anchor", "epochs=40", "early_stop_patience=8"),
+    "gpu": ("model.backbone=efficientnet_b3", "image_size=256", "loss=multi_similarity"),
+}
+
+
+def recipe_overrides(name: str) -> list[str]:
+    """The overrides of recipe ``name``; ValueError naming the known recipes."""
+    try:
+        return list(RECIPES[name])
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}") from None
