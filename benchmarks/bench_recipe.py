@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--max-steps", type=int)
     ap.add_argument("--transfer", type=Path, nargs="*", default=[], help="other workspaces to score on")
-    ap.add_argument("--runs", type=Path, default=Path("workspaces/recipes"))
+    ap.add_argument("--runs", type=Path, default=Path("workspaces/recipes"), help="folder of the run workspaces")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the result JSON files")
     args = ap.parse_args(argv)
 
     items = recipe_overrides(args.recipe) if args.recipe else []
@@ -94,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
            "test": {str(args.source): test_precision_at_1(ws.embedder_dir, Workspace(args.source))}}
     for other in args.transfer:
         out["test"][str(other)] = test_precision_at_1(ws.embedder_dir, Workspace(other))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=1))
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"{args.name}.json").write_text(json.dumps(out, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k != "curve"}, indent=1))
     return 0
 
