@@ -34,7 +34,8 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 
     out = write_phantom_dataset(args.out, n_patients=args.patients, seed=args.seed, size=args.size,
                                 fmt=args.format, workers=args.workers, difficulty=args.difficulty)
-    print(f"wrote {args.difficulty} phantom dataset ({args.patients} patients, {args.format}, {args.size} px) to {out}")
+    hard = ", hard" if args.difficulty == "hard" else ""
+    print(f"wrote phantom dataset ({args.patients} patients, {args.format}, {args.size} px{hard}) to {out}")
     return 0
 
 

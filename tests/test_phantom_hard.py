@@ -123,6 +123,11 @@ def test_prepare_hard_round_trips(tmp_path):
     # the workspace remembers: a resume renders nothing and keeps the same pixels
     again = prepare_workspace(ws, "phantom", size=32, workers=1, progress=False, **ws.info()["options"])
     assert again.n_new == 0 and np.array_equal(_store_pixels(ws, 32)[0], pixels)
+    # the app's recomputed ground truth is that of the hard phantom
+    from gan.views import workspace_factors
+
+    factors = workspace_factors(ws, m)
+    assert "hard phantom" in factors.note and (factors.table["difficulty"] == "hard").all()
     # the same ids and paths at the standard difficulty are other pixels: the store is rebuilt, not reused
     assert main(args) == 0
     assert "difficulty" not in ws.info()["options"]
