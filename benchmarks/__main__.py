@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-CASES = ("phantom", "prepare", "counterfactual", "retrieval", "ann", "embed", "train", "gan", "app")
+CASES = ("phantom", "phantom_difficulty", "prepare", "counterfactual", "retrieval", "ann", "embed", "train", "gan", "app")
 
 
 DEVICE_CASES = ("counterfactual", "embed", "train", "gan")  # their ``run`` takes ``device``; the rest are CPU-only

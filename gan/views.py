@@ -285,10 +285,11 @@ def workspace_factors(ws: Workspace, manifest: pd.DataFrame) -> Factors:
     if info.get("dataset") == "phantom" and "phantom_patient" in manifest.columns:
         from reid_core.data.phantom import PhantomGenerator
 
-        seed = int((info.get("options") or {}).get("seed", 0))
+        opts = info.get("options") or {}
+        seed, difficulty = int(opts.get("seed", 0)), str(opts.get("difficulty", "standard"))
         patients = sorted(int(p) for p in manifest["phantom_patient"].dropna().unique())
-        return Factors(PhantomGenerator(seed=seed).factors_table(patients),
-                       f"ground truth recomputed from the phantom generator (seed {seed})")
+        return Factors(PhantomGenerator(seed=seed, difficulty=difficulty).factors_table(patients),  # type: ignore[arg-type]
+                       f"ground truth recomputed from the {difficulty} phantom generator (seed {seed})")
     return Factors(None, "this workspace is not a phantom dataset, so there is no ground-truth anatomy to "
                          "correlate the PCs with (a real dataset has no per-image factors)")
 

@@ -20,6 +20,7 @@ from reid_core.demo import DEMO_PATIENTS, DEMO_SEED
 from reid_core.errors import CxrReidError
 from reid_core.hard_pairs import PAIR_KINDS
 from reid_core.holdout import IMAGES_CHOICES
+from reid_core.data.phantom.difficulty import DIFFICULTIES
 from reid_core.prepare import DATASETS
 from reid_core.train.cli import add_train_arguments, run_train_command
 
@@ -32,8 +33,9 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     from reid_core.data.phantom import write_phantom_dataset
 
     out = write_phantom_dataset(args.out, n_patients=args.patients, seed=args.seed, size=args.size,
-                                fmt=args.format, workers=args.workers)
-    print(f"wrote phantom dataset ({args.patients} patients, {args.format}, {args.size} px) to {out}")
+                                fmt=args.format, workers=args.workers, difficulty=args.difficulty)
+    hard = ", hard" if args.difficulty == "hard" else ""
+    print(f"wrote phantom dataset ({args.patients} patients, {args.format}, {args.size} px{hard}) to {out}")
     return 0
 
 
@@ -43,6 +45,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     options: dict = {}
     if args.dataset == "phantom":
         options.update(patients=args.patients, seed=args.seed)
+        if args.difficulty != "standard":  # recorded in workspace.json, so later loads render the same films
+            options.update(difficulty=args.difficulty)
     if args.dataset == "csv":
         if not args.csv:
             raise CxrReidError("--dataset csv needs --csv FILE (and --csv-columns if the names differ)")
@@ -291,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     p.add_argument("--size", type=int, default=512, help="image size in pixels (default 512)")
     p.add_argument("--format", choices=("nih", "dicom"), default="nih", help="file layout (default nih)")
+    p.add_argument("--difficulty", choices=DIFFICULTIES, default="standard",
+                   help="standard, or hard: look-alike patients, wide acquisition nuisance (default standard)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
 
     p = add("prepare", _cmd_prepare, "Index a dataset and decode it into a workspace's image store.")
@@ -303,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-views", action="store_true", help="keep lateral views (default: frontal PA/AP only)")
     p.add_argument("--patients", type=int, default=200, help="phantom only: number of patients")
     p.add_argument("--seed", type=int, default=0, help="phantom only: generator seed")
+    p.add_argument("--difficulty", choices=DIFFICULTIES, default="standard",
+                   help="phantom only: standard, or hard (look-alike patients, wide acquisition nuisance)")
     p.add_argument("--csv", type=Path, help="csv only: the metadata table")
     p.add_argument("--csv-columns", help="csv only: e.g. path=File,patient_id=Subject,study_date=Date")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -50,6 +50,13 @@ class PrepareSummary:
         )
 
 
+def phantom_difficulty(options: dict[str, Any]) -> str:
+    """The phantom difficulty of prepare ``options`` or of a ``workspace.json``'s options (default standard)."""
+    from reid_core.data.phantom.difficulty import check_difficulty
+
+    return check_difficulty(options.get("difficulty", "standard"))
+
+
 def build_manifest(dataset: str, root: str | Path | None, frontal_only: bool = True,
                    check_files: bool = True, progress: bool = True,
                    **options: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -57,8 +64,8 @@ def build_manifest(dataset: str, root: str | Path | None, frontal_only: bool = T
     if dataset == "phantom":
         from reid_core.data.phantom import phantom_manifest
 
-        seed = int(options.get("seed", 0))
-        manifest = phantom_manifest(n_patients=int(options.get("patients", 200)), seed=seed)
+        manifest = phantom_manifest(n_patients=int(options.get("patients", 200)), seed=int(options.get("seed", 0)),
+                                    difficulty=phantom_difficulty(options))
         return manifest, pd.DataFrame(columns=["path", "reason"])
     if root is None:
         raise DatasetError(f"--root is required for dataset {dataset!r}")
@@ -91,7 +98,8 @@ def prepare_workspace(workspace: Workspace | str | Path, dataset: str, root: str
             + (f"; {len(problems)} problem(s), first: {problems.iloc[0].to_dict()}" if len(problems) else "")
         )
     if dataset == "phantom":
-        source: ImageSource = PhantomSource(seed=int(options.get("seed", 0)), size=size)
+        source: ImageSource = PhantomSource(seed=int(options.get("seed", 0)), size=size,
+                                            difficulty=phantom_difficulty(options))
         root_str = None
     else:
         source = FileSource(str(Path(root).resolve()))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = {"phantom", "prepare", "counterfactual", "retrieval", "ann", "embed", "train", "gan", "app"}
+CASES = {"phantom", "phantom_difficulty", "prepare", "counterfactual", "retrieval", "ann", "embed", "train", "gan", "app"}
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess:

@@ -67,9 +67,13 @@ class PrepareResult:
     failures: pd.DataFrame  # columns path, reason (all failures, including earlier runs)
 
 
-def plan_fingerprint(manifest: pd.DataFrame, size: int) -> str:
-    """A hash of what a store holds: ids and paths in order, and the resolution."""
-    h = hashlib.sha256(f"size={size};n={len(manifest)}".encode())
+def plan_fingerprint(manifest: pd.DataFrame, size: int, source_key: str = "") -> str:
+    """A hash of what a store holds: ids and paths in order, the resolution and the source's ``store_key``.
+
+    An empty ``source_key`` (every file source) leaves the hash as it always was.
+    """
+    head = f"size={size};n={len(manifest)}" + (f";source={source_key}" if source_key else "")
+    h = hashlib.sha256(head.encode())
     for iid, path in zip(manifest["image_id"].astype(str), manifest["path"].astype(str)):
         h.update(f"\n{iid}\t{path}".encode())
     return h.hexdigest()
@@ -178,13 +182,17 @@ def prepare_images(
     chunk_size: int = 32,
     progress: bool = True,
 ) -> PrepareResult:
-    """Decode every manifest row into ``store_path`` (row i ↔ manifest row i); resume if possible."""
+    """Decode every manifest row into ``store_path`` (row i ↔ manifest row i); resume if possible.
+
+    A source whose rows render differently under the same ids and paths (the hard
+    phantom) has a ``store_key``; a store written under another key starts over.
+    """
     if size < 16 or size > 4096:
         raise ValueError(f"size must be between 16 and 4096 px, got {size}")
     store_path = Path(store_path)
     store_path.parent.mkdir(parents=True, exist_ok=True)
     n = len(manifest)
-    store = _Store(store_path, n, size, plan_fingerprint(manifest, size))
+    store = _Store(store_path, n, size, plan_fingerprint(manifest, size, str(getattr(source, "store_key", ""))))
     todo = np.flatnonzero(store.status == TODO)
     n_skipped = n - len(todo)
     records = manifest.to_dict("records")

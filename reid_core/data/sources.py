@@ -33,12 +33,19 @@ class FileSource:
 
 @dataclass(frozen=True)
 class PhantomSource:
-    """Phantom images rendered directly at ``size`` (no files written)."""
+    """Phantom images of ``seed`` and ``difficulty`` rendered directly at ``size`` (no files written)."""
 
     seed: int
     size: int
+    difficulty: str = "standard"
+
+    @property
+    def store_key(self) -> str:
+        """What sets these pixels apart from standard phantom rows with the same ids ('' when standard)."""
+        return "" if self.difficulty == "standard" else f"phantom-{self.difficulty}"
 
     def load(self, row: Mapping[str, object]) -> np.ndarray:
         from reid_core.data.phantom import render_image
 
-        return render_image(self.seed, int(row["phantom_patient"]), int(row["phantom_study"]), self.size)
+        return render_image(self.seed, int(row["phantom_patient"]), int(row["phantom_study"]), self.size,
+                            difficulty=self.difficulty)  # type: ignore[arg-type]

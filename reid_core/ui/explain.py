@@ -84,7 +84,8 @@ def training_source(card_text: str | None) -> str:
         return "training log shipped with the embedder"
     opts = data.get("options") or {}
     where = f"dataset '{data.get('dataset')}'" + (f", seed {opts['seed']}" if "seed" in opts else "") + \
-            (f", {opts['patients']} patients" if "patients" in opts else "")
+            (f", {opts['patients']} patients" if "patients" in opts else "") + \
+            (f", {opts['difficulty']} difficulty" if "difficulty" in opts else "")
     return (f"training log of the shipped embedder: {where} ({data.get('n_train_patients')} training patients), "
             "not this workspace's images")
 

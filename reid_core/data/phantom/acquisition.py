@@ -3,12 +3,15 @@
 None of this is identity: it varies from study to study of the same patient.
 Magnitudes are realistic rather than destructive — a few degrees of rotation,
 up to ~10 % translation and scale, AP magnification, exposure/processing
-differences — so identity stays recoverable from anatomy.
+differences — so identity stays recoverable from anatomy. :data:`STANDARD` holds
+the ranges of the standard phantom; :data:`HARD` (``difficulty="hard"``) widens
+them to what mixed inpatient archives show (bedside films, source distances,
+vendor processing with unsharp masking, more support devices).
 """
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -17,6 +20,56 @@ from reid_core.data.phantom.findings import ACUTE, FindingState
 
 FIRST_DATE = dt.date(2004, 1, 1)
 MAX_SPAN_DAYS = int(10 * 365.25)
+EXTENDED: tuple[str, ...] = ("sid", "unsharp", "unsharp_radius")  # StudySpec fields only the hard phantom draws
+
+
+@dataclass(frozen=True)
+class AcquisitionRanges:
+    """How widely one difficulty draws each nuisance factor (``sd`` of a clipped normal, ``lo``/``hi`` bounds).
+
+    ``ap`` / ``icu`` are the (well, acutely ill) probabilities of a bedside AP film and,
+    given AP, of support devices; ``tube_p`` the per-device probabilities then.
+    ``extended`` draws :data:`EXTENDED` (after every other draw of the study).
+    """
+
+    ap: tuple[float, float] = (0.28, 0.6)
+    icu: tuple[float, float] = (0.35, 0.7)
+    tube_p: tuple[float, float, float, float] = (0.45, 0.5, 0.6, 0.7)  # in TUBE_KINDS order
+    collimation_p: float = 0.2
+    collimation_max: float = 0.06
+    rotation: tuple[float, float] = (2.2, 6.0)           # sd, |max| (degrees)
+    shift: tuple[float, float] = (0.06, 0.16)            # sd, |max|
+    scale: tuple[float, float, float, float] = (1.04, 0.045, 0.9, 1.14)  # AP mean, sd, lo, hi (PA mean 1)
+    aspect: tuple[float, float, float, float] = (0.97, 0.02, 0.92, 1.05)  # AP mean, sd, lo, hi (PA mean 1)
+    obliquity: tuple[float, float] = (0.012, 0.03)
+    inspiration: tuple[float, float, float, float] = (-0.07, 0.045, -0.16, 0.1)  # AP mean, sd, lo, hi
+    kv: tuple[float, float] = (0.85, 1.15)
+    scatter: tuple[float, float] = (0.04, 0.12)
+    noise: tuple[float, float] = (0.004, 0.02)           # log-uniform
+    blur: tuple[float, float] = (0.5, 1.3)
+    gamma_sd: float = 0.12
+    equalize: tuple[float, float] = (0.25, 0.5)
+    window_sd: tuple[float, float] = (0.6, 0.3)
+    soft_drift_sd: float = 0.02
+    extended: bool = False
+    sid: tuple[float, float] = (1.0, 1.0)                # uniform (bedside films vary the distance)
+    unsharp_p: float = 0.0                               # share of films with unsharp masking
+    unsharp: tuple[float, float] = (0.0, 0.0)            # strength, uniform
+    unsharp_radius: tuple[float, float] = (4.0, 16.0)    # px at 256 px, log-uniform
+
+
+STANDARD = AcquisitionRanges()
+HARD = AcquisitionRanges(
+    # bedside AP films and support devices at inpatient rates: about a third of films carry a device
+    # (the order of the "Support Devices" label in MIMIC-CXR / CheXpert)
+    ap=(0.45, 0.8), icu=(0.55, 0.85), tube_p=(0.45, 0.5, 0.6, 0.8),
+    collimation_p=0.55, collimation_max=0.14,
+    rotation=(5.0, 14.0), shift=(0.1, 0.26), scale=(1.08, 0.09, 0.8, 1.32), aspect=(0.96, 0.045, 0.85, 1.1),
+    obliquity=(0.025, 0.06), inspiration=(-0.09, 0.08, -0.26, 0.16),
+    kv=(0.7, 1.3), scatter=(0.04, 0.2), noise=(0.004, 0.025), blur=(0.5, 2.0), gamma_sd=0.3,
+    equalize=(0.05, 0.9), window_sd=(1.4, 0.8), soft_drift_sd=0.05,
+    extended=True, sid=(0.7, 1.3), unsharp_p=0.7, unsharp=(0.2, 1.5), unsharp_radius=(3.0, 24.0),
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +106,9 @@ class StudySpec:
     gastric_bubble: float      # size of the gastric air bubble (0 = none)
     soft_drift: float          # weight change (soft-tissue multiplier)
     findings: tuple[FindingState, ...] = field(default_factory=tuple)
+    sid: float = 1.0           # source-image distance relative to the standard one (heart magnification)
+    unsharp: float = 0.0       # unsharp-masking strength of the detector processing (0 = none)
+    unsharp_radius: float = 0.0  # its blur radius, px at 256 px
 
     @property
     def image_id(self) -> str:
@@ -64,11 +120,17 @@ class StudySpec:
         names = sorted({f.label for f in self.findings})
         return "|".join(names) if names else "No Finding"
 
-    def factors(self) -> dict[str, object]:
-        """Flat nuisance columns ``acq_*`` for the sidecar table (findings are added by the generator)."""
+    def factors(self, extended: bool = False) -> dict[str, object]:
+        """Flat nuisance columns ``acq_*`` for the sidecar table (findings are added by the generator).
+
+        ``extended`` adds the factors only the hard phantom varies (:data:`EXTENDED`);
+        without it the columns are those of the standard phantom's table.
+        """
         out: dict[str, object] = {}
         for k, v in asdict(self).items():
             if k in ("patient", "study", "date", "time", "years", "age", "view", "findings"):
+                continue
+            if k in EXTENDED and not extended:
                 continue
             if isinstance(v, tuple) and k != "tubes":
                 for idx, val in enumerate(v):
@@ -103,42 +165,57 @@ def sample_dates(rng: np.random.Generator, n: int) -> tuple[list[dt.date], list[
 
 
 def sample_study(rng: np.random.Generator, patient: int, study: int, date: dt.date, time: str, years: float,
-                 age: float, findings: tuple[FindingState, ...]) -> StudySpec:
-    """Draw the acquisition of one study (acutely ill patients are imaged AP more often)."""
+                 age: float, findings: tuple[FindingState, ...],
+                 ranges: AcquisitionRanges = STANDARD) -> StudySpec:
+    """Draw the acquisition of one study (acutely ill patients are imaged AP more often).
+
+    The draw order is fixed whatever ``ranges``: :data:`STANDARD` reproduces the
+    standard phantom bit for bit; extended factors are drawn last.
+    """
+    r = ranges
     sick = any(f.kind in ACUTE for f in findings)
-    ap = rng.random() < (0.6 if sick else 0.28)
-    icu = ap and rng.random() < (0.7 if sick else 0.35)
+    ap = rng.random() < r.ap[int(sick)]
+    icu = ap and rng.random() < r.icu[int(sick)]
     tubes: tuple[str, ...] = ()
     if icu:
-        p = {"et_tube": 0.45, "ng_tube": 0.5, "central_line": 0.6, "ecg_leads": 0.7}
+        p = dict(zip(TUBE_KINDS, r.tube_p))
         tubes = tuple(k for k in TUBE_KINDS if rng.random() < p[k])
-    coll = tuple(float(v) for v in np.where(rng.random(4) < 0.2, rng.uniform(0.0, 0.06, 4), 0.0))
+    coll = tuple(float(v) for v in np.where(rng.random(4) < r.collimation_p,
+                                            rng.uniform(0.0, r.collimation_max, 4), 0.0))
     marker = "L" if rng.random() < 0.75 else "R"
     mx = rng.uniform(0.7, 0.92) if marker == "L" else rng.uniform(0.08, 0.3)
-    return StudySpec(
+    spec = StudySpec(
         patient=patient, study=study, date=date, time=time, years=round(years, 4), age=round(age, 2),
         view="AP" if ap else "PA",
         modality="CR" if (ap and rng.random() < 0.6) else "DX",
-        rotation=float(np.clip(rng.normal(0, 2.2), -6, 6)),
-        shift_x=float(np.clip(rng.normal(0, 0.06), -0.16, 0.16)),
-        shift_y=float(np.clip(rng.normal(0.0, 0.06), -0.16, 0.16)),
-        scale=float(np.clip(rng.normal(1.04 if ap else 1.0, 0.045), 0.9, 1.14)),
-        aspect=float(np.clip(rng.normal(0.97 if ap else 1.0, 0.02), 0.92, 1.05)),
-        obliquity=float(np.clip(rng.normal(0, 0.012), -0.03, 0.03)),
-        inspiration=float(np.clip(rng.normal(-0.07 if ap else 0.0, 0.045), -0.16, 0.1)),
-        kv=float(rng.uniform(0.85, 1.15)),
-        scatter=float(rng.uniform(0.04, 0.12) * (1.5 if ap else 1.0)),
-        noise=float(np.exp(rng.uniform(np.log(0.004), np.log(0.02)))),
-        blur=float(rng.uniform(0.5, 1.3)),
-        gamma=float(np.exp(rng.normal(0, 0.12))),
-        equalize=float(rng.uniform(0.25, 0.5)),
-        window=(float(rng.normal(0, 0.6)), float(rng.normal(0, 0.3))),
+        rotation=float(np.clip(rng.normal(0, r.rotation[0]), -r.rotation[1], r.rotation[1])),
+        shift_x=float(np.clip(rng.normal(0, r.shift[0]), -r.shift[1], r.shift[1])),
+        shift_y=float(np.clip(rng.normal(0.0, r.shift[0]), -r.shift[1], r.shift[1])),
+        scale=float(np.clip(rng.normal(r.scale[0] if ap else 1.0, r.scale[1]), r.scale[2], r.scale[3])),
+        aspect=float(np.clip(rng.normal(r.aspect[0] if ap else 1.0, r.aspect[1]), r.aspect[2], r.aspect[3])),
+        obliquity=float(np.clip(rng.normal(0, r.obliquity[0]), -r.obliquity[1], r.obliquity[1])),
+        inspiration=float(np.clip(rng.normal(r.inspiration[0] if ap else 0.0, r.inspiration[1]),
+                                  r.inspiration[2], r.inspiration[3])),
+        kv=float(rng.uniform(*r.kv)),
+        scatter=float(rng.uniform(*r.scatter) * (1.5 if ap else 1.0)),
+        noise=float(np.exp(rng.uniform(np.log(r.noise[0]), np.log(r.noise[1])))),
+        blur=float(rng.uniform(*r.blur)),
+        gamma=float(np.exp(rng.normal(0, r.gamma_sd))),
+        equalize=float(rng.uniform(*r.equalize)),
+        window=(float(rng.normal(0, r.window_sd[0])), float(rng.normal(0, r.window_sd[1]))),
         collimation=coll,  # type: ignore[arg-type]
         collimation_value=float(rng.uniform(0.75, 1.0)),
         marker=marker,
         marker_pos=(float(mx), float(rng.uniform(0.05, 0.22))),
         tubes=tubes,
         gastric_bubble=float(rng.uniform(0.5, 1.2) if rng.random() < 0.8 else 0.0),
-        soft_drift=float(np.clip(rng.normal(1.0 + 0.0, 0.02) * (1 + rng.normal(0, 0.004) * years), 0.9, 1.12)),
+        soft_drift=float(np.clip(rng.normal(1.0 + 0.0, r.soft_drift_sd) * (1 + rng.normal(0, 0.004) * years),
+                                 0.9, 1.12)),
         findings=findings,
     )
+    if not r.extended:
+        return spec
+    sharpen = rng.random() < r.unsharp_p
+    strength, radius = float(rng.uniform(*r.unsharp)), float(np.exp(rng.uniform(*np.log(r.unsharp_radius))))
+    return replace(spec, sid=float(rng.uniform(*r.sid)), unsharp=strength if sharpen else 0.0,
+                   unsharp_radius=radius if sharpen else 0.0)

@@ -16,6 +16,7 @@ from reid_core.data.phantom.registry import registrar
 MARK_KINDS: tuple[str, ...] = ("granuloma", "rib_fracture", "sternotomy", "clips", "pacemaker")
 _MARK_P = (0.34, 0.24, 0.12, 0.17, 0.13)
 _N_MARKS_P = (0.5, 0.3, 0.14, 0.06)
+RARE_MARKS_P = (0.78, 0.16, 0.05, 0.01)  # hard phantom: most inpatients carry no distinctive permanent mark
 Pair = tuple[float, float]
 
 
@@ -261,15 +262,21 @@ def _pacemaker(rng: np.random.Generator, kind: str, side: float, site: _Site) ->
                 angle=rng.normal(0, 0.25), param=int(rng.integers(1, 3)))
 
 
+def sample_marks(rng: np.random.Generator, anat: PatientAnatomy,
+                 n_marks_p: tuple[float, ...] = RARE_MARKS_P) -> tuple[Mark, ...]:
+    """Permanent marks for an existing anatomy (``n_marks_p``: probabilities of 0, 1, 2, … marks)."""
+    return _sample_marks(rng, anat.age, anat.thorax_half_width, anat.apex_y, anat.dome_y, n_marks_p)
+
+
 def _sample_marks(rng: np.random.Generator, age: float, width: float, apex: Pair,
-                  dome: tuple[float, float]) -> tuple[Mark, ...]:
+                  dome: tuple[float, float], n_marks_p: tuple[float, ...] = _N_MARKS_P) -> tuple[Mark, ...]:
     """0–3 permanent marks at patient-specific places (each kind's sampler from :data:`MARK_SAMPLERS`)."""
     p = np.array(_MARK_P)
     if age > 60:
         p[2] *= 1.8
         p[4] *= 2.2
     p /= p.sum()
-    n = int(rng.choice(len(_N_MARKS_P), p=_N_MARKS_P))
+    n = int(rng.choice(len(n_marks_p), p=n_marks_p))
     kinds = rng.choice(MARK_KINDS, size=n, replace=False, p=p) if n else []
     site = _Site(width, apex, dome)
     marks = []

@@ -29,6 +29,7 @@ from PIL import Image
 from reid_core.data.manifest import finalize_manifest, save_manifest
 from reid_core.data.phantom.acquisition import StudySpec
 from reid_core.data.phantom.anatomy import PatientAnatomy
+from reid_core.data.phantom.difficulty import Difficulty, check_difficulty
 from reid_core.data.phantom.generator import PhantomGenerator, image_path, nih_name, patient_id
 
 log = logging.getLogger(__name__)
@@ -159,12 +160,13 @@ def _export_patient(i: int) -> tuple[list[dict], list[str]]:
 def write_phantom_dataset(out_dir: str | Path, n_patients: int, seed: int = 0, size: int = 256, fmt: str = "nih",
                           workers: int | None = 1, n_studies: int | tuple[int, int] = (1, 10),
                           abnormal_fraction: float = 1 / 3, photometric: str = "mixed",
-                          patients: Iterable[int] | None = None, progress: bool = True) -> Path:
+                          patients: Iterable[int] | None = None, progress: bool = True,
+                          difficulty: Difficulty = "standard") -> Path:
     """Generate ``n_patients`` phantom patients (or the given ``patients`` indices) into ``out_dir``.
 
     ``fmt`` is ``nih`` (ChestX-ray14 PNG layout) or ``dicom``; ``photometric``
     (DICOM only) is ``MONOCHROME2``, ``MONOCHROME1`` or ``mixed`` (CR images
-    MONOCHROME1). Returns ``out_dir``. Output is identical for any ``workers``
+    MONOCHROME1); ``difficulty`` ``standard`` or ``hard``. Returns ``out_dir``. Output is identical for any ``workers``
     (None: one per CPU core).
     """
     if fmt not in ("nih", "dicom"):
@@ -175,7 +177,8 @@ def write_phantom_dataset(out_dir: str | Path, n_patients: int, seed: int = 0, s
     ids = list(range(int(n_patients))) if patients is None else [int(p) for p in patients]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    gen_opts = {"seed": seed, "size": size, "n_studies": n_studies, "abnormal_fraction": abnormal_fraction}
+    gen_opts = {"seed": seed, "size": size, "n_studies": n_studies, "abnormal_fraction": abnormal_fraction,
+                "difficulty": check_difficulty(difficulty)}
     options = {"generator": gen_opts, "out": str(out), "fmt": fmt, "photometric": photometric}
     results: list[tuple[list[dict], list[str]]] = []
     bar = _progress(len(ids), progress)

@@ -4,25 +4,34 @@ Every random draw comes from a ``np.random.SeedSequence`` keyed by
 ``(seed; patient, purpose, study)``, so a patient never depends on which other
 patients are generated: patients ``[5, 9]`` alone reproduce bit-identically
 the same patients of a 20-patient run.
+
+``difficulty="hard"`` keeps every draw of the standard phantom and adds its own
+from further streams: the patient's template index (``_TEMPLATE_OF``), the
+templates' anatomy (``_TEMPLATE``, keyed by template index) and the patient's
+marks (``_MARKS``); its studies use the wide :data:`~.acquisition.HARD` ranges.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
 from reid_core.data.manifest import finalize_manifest
-from reid_core.data.phantom.acquisition import StudySpec, n_studies_of, sample_dates, sample_study
-from reid_core.data.phantom.anatomy import PatientAnatomy, aged_density, sample_anatomy
+from reid_core.data.phantom.acquisition import HARD, STANDARD, StudySpec, n_studies_of, sample_dates, sample_study
+from reid_core.data.phantom.anatomy import PatientAnatomy, aged_density, sample_anatomy, sample_marks
+from reid_core.data.phantom.difficulty import Difficulty, check_difficulty
 from reid_core.data.phantom.findings import CM, FindingCourse, cardiomegaly_scale, sample_courses
 from reid_core.data.phantom.layers import PatientLayers, build_layers
 from reid_core.data.phantom.render import heart_magnification, render_study
 from reid_core.data.phantom.thorax import Thorax
+from reid_core.data.phantom.twins import blend_anatomy, template_of
 
 DATASET = "phantom"
 _ANATOMY, _SCHEDULE, _FINDINGS, _ACQUISITION, _RENDER = range(5)
+_TEMPLATE_OF, _TEMPLATE, _MARKS = 5, 6, 7  # hard phantom only
 
 
 def patient_id(i: int) -> str:
@@ -50,11 +59,12 @@ class PhantomGenerator:
     ``seed`` fixes the population, ``size`` the square output in pixels,
     ``n_studies`` the studies per patient (an int, or a ``(lo, hi)`` range drawn
     with a long tail), ``abnormal_fraction`` the share of patients who develop a
-    finding.
+    finding, ``difficulty`` ``"standard"`` or ``"hard"`` (see :mod:`.difficulty`).
     """
 
     def __init__(self, seed: int = 0, size: int = 256, n_studies: int | tuple[int, int] = (1, 10),
-                 abnormal_fraction: float = 1 / 3, cache_patients: int = 2) -> None:
+                 abnormal_fraction: float = 1 / 3, cache_patients: int = 2,
+                 difficulty: Difficulty = "standard") -> None:
         if size < 32:
             raise ValueError(f"phantom size must be at least 32 px, got {size}")
         if isinstance(n_studies, tuple) and not (1 <= n_studies[0] <= n_studies[1]):
@@ -65,15 +75,22 @@ class PhantomGenerator:
         self.size = int(size)
         self.n_studies = n_studies
         self.abnormal_fraction = float(abnormal_fraction)
+        self.difficulty: Difficulty = check_difficulty(difficulty)
+        self._hard = self.difficulty == "hard"
+        self._templates: dict[int, PatientAnatomy] = {}
         self._cache_size = max(int(cache_patients), 1)
         self._layers: OrderedDict[int, PatientLayers] = OrderedDict()
         self._meta: OrderedDict[int, tuple[PatientAnatomy, list[StudySpec], tuple[FindingCourse, ...]]] = OrderedDict()
 
     def settings(self) -> dict[str, object]:
-        """The options that determine every image (saved next to exported datasets)."""
-        return {"generator": "cxr-reid phantom", "version": 1, "seed": self.seed, "size": self.size,
-                "n_studies": list(self.n_studies) if isinstance(self.n_studies, tuple) else self.n_studies,
-                "abnormal_fraction": self.abnormal_fraction}
+        """The options that determine every image (saved next to exported datasets; ``difficulty`` when hard)."""
+        out: dict[str, object] = {
+            "generator": "cxr-reid phantom", "version": 1, "seed": self.seed, "size": self.size,
+            "n_studies": list(self.n_studies) if isinstance(self.n_studies, tuple) else self.n_studies,
+            "abnormal_fraction": self.abnormal_fraction}
+        if self._hard:
+            out["difficulty"] = self.difficulty
+        return out
 
     def rng(self, patient: int, purpose: int, study: int = 0) -> np.random.Generator:
         """The independent random stream of one (patient, purpose, study)."""
@@ -86,6 +103,9 @@ class PhantomGenerator:
             self._meta.move_to_end(i)
             return self._meta[i]
         anat = sample_anatomy(self.rng(i, _ANATOMY), i)
+        if self._hard:
+            anat = self._hard_anatomy(i, anat)
+        ranges = HARD if self._hard else STANDARD
         sched = self.rng(i, _SCHEDULE)
         n = n_studies_of(sched, self.n_studies)
         dates, times = sample_dates(sched, n)
@@ -95,11 +115,25 @@ class PhantomGenerator:
         for j in range(n):
             states = tuple(s for s in (c.state(j) for c in courses) if s is not None)
             specs.append(sample_study(self.rng(i, _ACQUISITION, j), i, j, dates[j], times[j], float(years[j]),
-                                      anat.age + float(years[j]), states))
+                                      anat.age + float(years[j]), states, ranges))
         self._meta[i] = (anat, specs, courses)
         while len(self._meta) > 64:
             self._meta.popitem(last=False)
         return self._meta[i]
+
+    def template_index(self, i: int) -> int:
+        """The anatomy template of hard patient ``i`` (-1 for the standard phantom, which has none)."""
+        return template_of(self.rng(i, _TEMPLATE_OF)) if self._hard else -1
+
+    def template(self, t: int) -> PatientAnatomy:
+        """Anatomy template ``t`` of the hard phantom (its own stream, independent of every patient)."""
+        if t not in self._templates:
+            self._templates[t] = sample_anatomy(self.rng(t, _TEMPLATE), -1 - t)
+        return self._templates[t]
+
+    def _hard_anatomy(self, i: int, own: PatientAnatomy) -> PatientAnatomy:
+        anat = blend_anatomy(own, self.template(self.template_index(i)))
+        return replace(anat, marks=sample_marks(self.rng(i, _MARKS), anat))
 
     def patient(self, i: int) -> PatientAnatomy:
         """Identity factors of patient ``i``."""
@@ -144,13 +178,14 @@ class PhantomGenerator:
         """Ground-truth rows (one per study) of patient ``i``, without rendering anything."""
         anat, specs, _ = self._patient_meta(i)
         ident = anat.factors()
+        hard = {"difficulty": self.difficulty, "id_template": self.template_index(i)} if self._hard else {}
         th = Thorax(anat)
         rows = []
         for s in specs:
             main = max(s.findings, key=lambda f: f.severity, default=None)
             cm = next((f for f in s.findings if f.kind == "cardiomegaly"), None)
             hs = cardiomegaly_scale(cm.severity)[0] if cm else 1.0
-            mag = heart_magnification(anat, s.view)
+            mag = heart_magnification(anat, s.view, s.sid)
             rows.append({
                 "image_id": s.image_id, "patient_id": patient_id(i), "phantom_patient": i, "study_order": s.study,
                 "study_date": pd.Timestamp(s.date), "study_time": s.time, "years_since_first": s.years,
@@ -163,7 +198,7 @@ class PhantomGenerator:
                 "heart_magnification": mag, "apparent_ctr": anat.ctr * mag * hs,
                 "heart_width": 2 * th.width * anat.ctr * mag * hs,
                 "bone_density_now": aged_density(anat, s.years),
-                **ident, **s.factors(),
+                **hard, **ident, **s.factors(extended=self._hard),
             })
         return rows
 
@@ -189,19 +224,19 @@ class PhantomGenerator:
         return finalize_manifest(pd.DataFrame(rows), dataset=DATASET)
 
 
-_GENERATORS: OrderedDict[tuple[int, int], PhantomGenerator] = OrderedDict()
+_GENERATORS: OrderedDict[tuple[int, int, str], PhantomGenerator] = OrderedDict()
 
 
-def render_image(seed: int, patient: int, study: int, size: int = 256) -> np.ndarray:
+def render_image(seed: int, patient: int, study: int, size: int = 256, difficulty: Difficulty = "standard") -> np.ndarray:
     """Render one phantom image by index (default generator options), reusing a per-process generator.
 
     Used by loaders that render manifest rows on the fly (``phantom_patient``,
     ``phantom_study`` columns); rows of the same patient in a row reuse its layers.
     """
-    key = (int(seed), int(size))
+    key = (int(seed), int(size), check_difficulty(difficulty))
     gen = _GENERATORS.get(key)
     if gen is None:
-        gen = _GENERATORS[key] = PhantomGenerator(seed=seed, size=size)
+        gen = _GENERATORS[key] = PhantomGenerator(seed=seed, size=size, difficulty=difficulty)
         while len(_GENERATORS) > 4:
             _GENERATORS.popitem(last=False)
     return gen.render(int(patient), int(study))

@@ -4,7 +4,7 @@ Steps: (1) per-study layer arithmetic on the canonical grid (heart magnification
 findings, breathing stretch of the thoracic contents, devices); (2) one affine
 warp into the output frame (rotation, shift, scale, beam tilt); (3) detector:
 transmission ``exp(-μt)``, blur, quantum noise, log; (4) display processing:
-large-scale equalisation, percentile window, gamma and an S-shaped tone curve,
+large-scale equalisation, unsharp masking (hard phantom only), percentile window, gamma and an S-shaped tone curve,
 collimation and the side marker. Output: float32 in [0, 1], air dark, bone bright.
 """
 from __future__ import annotations
@@ -19,12 +19,19 @@ from reid_core.data.phantom.layers import PatientLayers
 from reid_core.data.phantom.raster import F32, blur, glyph, lowpass, ramp, resample_rows_cols, warp_affine
 
 AP_HEART_GAIN = 0.15   # extra heart magnification in AP per unit of body depth
+PA_HEART_GAIN = 0.05   # PA: the heart is near the detector, a shorter source distance magnifies it less
 EQ_REF = 1.1           # log-attenuation above which large-scale equalisation compresses (≈ lung level)
 
 
-def heart_magnification(anat: PatientAnatomy, view: str) -> float:
-    """Projected heart size relative to PA: the heart is anterior, so far from the detector in AP."""
-    return 1.0 + AP_HEART_GAIN * anat.body_depth if view == "AP" else 1.0
+def heart_magnification(anat: PatientAnatomy, view: str, sid: float = 1.0) -> float:
+    """Projected heart size relative to PA: the heart is anterior, so far from the detector in AP.
+
+    ``sid`` is the source-image distance relative to the standard one (1: exactly the standard phantom);
+    a shorter distance magnifies the heart more.
+    """
+    if view == "AP":
+        return 1.0 + AP_HEART_GAIN * anat.body_depth / sid
+    return 1.0 if sid == 1.0 else 1.0 + PA_HEART_GAIN * anat.body_depth * (1.0 / sid - 1.0)
 
 
 def _scale_heart(layers: PatientLayers, sx: float, sy: float, cx: float, cy: float) -> np.ndarray:
@@ -44,7 +51,7 @@ def compose(layers: PatientLayers, anat: PatientAnatomy, spec: StudySpec, rng: n
     """Total attenuation of the study on the canonical grid."""
     g, th = layers.grid, layers.thorax
     fx = finding_effects(g, th, spec.findings, layers.vessels)
-    mag = heart_magnification(anat, spec.view) * aged_heart_scale(anat, spec.years)
+    mag = heart_magnification(anat, spec.view, spec.sid) * aged_heart_scale(anat, spec.years)
     h = th.heart
     heart = layers.heart
     sx, sy = mag * fx.heart_scale[0], mag * fx.heart_scale[1]
@@ -125,6 +132,7 @@ def detector(a: np.ndarray, spec: StudySpec, rng: np.random.Generator) -> np.nda
     log = -np.log(np.maximum(trans, F32(2e-3)))
     low = lowpass(log, max(size // 10, 2))
     log = log - F32(spec.equalize) * np.maximum(low - F32(EQ_REF * spec.kv), 0.0)
+    log = unsharp_mask(log, spec.unsharp, spec.unsharp_radius * px)
     sub = log[:: max(size // 64, 1), :: max(size // 64, 1)]
     ref = float(np.percentile(sub, 99.0))
     lo = ref * (0.06 + 0.03 * spec.window[0])
@@ -134,6 +142,13 @@ def detector(a: np.ndarray, spec: StudySpec, rng: np.random.Generator) -> np.nda
     _collimate(d, spec)
     _marker(d, spec)
     return np.clip(d, 0.0, 1.0).astype(F32)
+
+
+def unsharp_mask(a: np.ndarray, strength: float, radius_px: float) -> np.ndarray:
+    """Edge enhancement of vendor processing: ``a + strength·(a − blur(a, radius))``; ``a`` itself at strength 0."""
+    if strength <= 0.0 or radius_px <= 0.0:
+        return a
+    return a + F32(strength) * (a - blur(a, radius_px))
 
 
 def tone_curve(gamma: float, curve: float = 2.5, n: int = 4096) -> np.ndarray:

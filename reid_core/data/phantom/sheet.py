@@ -7,19 +7,22 @@ from typing import Sequence
 from PIL import Image, ImageDraw, ImageFont
 
 from reid_core.data.phantom.export import to_uint8
+from reid_core.data.phantom.difficulty import Difficulty
 from reid_core.data.phantom.generator import PhantomGenerator, patient_id
 
 DEFAULT_PATIENTS = (13, 11, 23, 34)  # seed 0: a normal woman, pacemaker + sternotomy, cardiomegaly → effusion, mass
 
 
 def contact_sheet(path: str | Path | None = None, seed: int = 0, size: int = 256,
-                  patients: Sequence[int] = DEFAULT_PATIENTS, n_studies: int = 4, captions: bool = True) -> Image.Image:
+                  patients: Sequence[int] = DEFAULT_PATIENTS, n_studies: int = 4, captions: bool = True,
+                  difficulty: Difficulty = "standard") -> Image.Image:
     """Render ``patients`` × ``n_studies`` images into one grid (rows = patients, columns = studies).
 
-    Each tile is captioned with patient, date, view and findings. Saves a PNG
-    when ``path`` is given and returns the sheet as a PIL image.
+    Each tile is captioned with patient, date, view and findings (hard phantom:
+    also the anatomy template, ``T07``). Saves a PNG when ``path`` is given and
+    returns the sheet as a PIL image.
     """
-    gen = PhantomGenerator(seed=seed, size=size, n_studies=n_studies)
+    gen = PhantomGenerator(seed=seed, size=size, n_studies=n_studies, difficulty=difficulty)
     pad, cap = 4, (14 if captions else 0)
     tile_h = size + cap
     sheet = Image.new("L", (n_studies * (size + pad) + pad, len(patients) * (tile_h + pad) + pad), 0)
@@ -27,11 +30,12 @@ def contact_sheet(path: str | Path | None = None, seed: int = 0, size: int = 256
     font = _font(max(9, size // 24))
     for r, i in enumerate(patients):
         anat = gen.patient(i)
+        who = patient_id(i) + (f" T{gen.template_index(i):02d}" if difficulty == "hard" else "")
         for c, spec in enumerate(gen.studies(i)[:n_studies]):
             x, y = pad + c * (size + pad), pad + r * (tile_h + pad)
             sheet.paste(Image.fromarray(to_uint8(gen.render_spec(spec)), mode="L"), (x, y + cap))
             if captions:
-                text = f"{patient_id(i)} {anat.sex}{int(spec.age)} {spec.date:%Y-%m-%d} {spec.view}  {spec.labels}"
+                text = f"{who} {anat.sex}{int(spec.age)} {spec.date:%Y-%m-%d} {spec.view}  {spec.labels}"
                 draw.text((x + 2, y + 1), text, fill=235, font=font)
     if path is not None:
         path = Path(path)
