@@ -239,6 +239,39 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_shortcut_audit(args: argparse.Namespace) -> int:
+    import inspect
+    import json
+    import time
+
+    from reid_core import artefact_names as names
+    from reid_core.atomic import write_text_atomic
+    from reid_core.checkpoint import load_embedder
+    from reid_core.data.phantom.generator import PhantomGenerator
+    from reid_core.jsonfile import read_json_object
+    from reid_core.shortcut_audit import audit_report, markdown_table, shortcut_audit
+
+    t0 = time.perf_counter()
+    options = {} if args.difficulty is None else {"difficulty": args.difficulty}
+    if options and "difficulty" not in inspect.signature(PhantomGenerator).parameters:
+        raise CxrReidError("this phantom has no difficulty option; leave out --difficulty")
+    gen = PhantomGenerator(seed=args.seed, size=args.size, **options)
+    models = {str(c): load_embedder(c) for c in args.checkpoint}
+    facts = {str(c): {"checkpoint": str(c), "image_size": m.config.image_size, "weights_sha256":
+                      read_json_object(c / names.record_file(names.EMBEDDER_META)).get("weights", {}).get("sha256")}
+             for c, m in zip(args.checkpoint, models.values())}
+    tables = shortcut_audit(gen, range(args.patients), models, n_boot=args.n_boot, seed=0,
+                            batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+    wall = time.perf_counter() - t0
+    settings = {"command": "cxr-reid " + " ".join(sys.argv[1:]), "phantom": gen.settings(),
+                "patients": args.patients, "n_boot": args.n_boot, "wall_s": round(wall, 1)}
+    write_text_atomic(args.out, json.dumps(audit_report(tables, settings, facts), indent=2, allow_nan=False))
+    for name, table in tables.items():
+        print(f"{name}:\n{markdown_table(table)}\n")
+    print(f"wrote {args.out} ({wall:.0f} s)")
+    return 0
+
+
 EXAMPLES = {
     "phantom": "example: cxr-reid phantom --out data/phantom --patients 200 --seed 0 --size 512 --format nih",
     "prepare": (
@@ -258,6 +291,8 @@ EXAMPLES = {
     "search": "example: cxr-reid search --workspace ws/phantom query.dcm -k 10   (or an image id of the workspace)",
     "audit": "example: cxr-reid audit --workspace ws/phantom",
     "ship": "example: cxr-reid ship --workspace ws/phantom1500 --out checkpoints/embedder",
+    "shortcut-audit": ("example: cxr-reid shortcut-audit --checkpoint checkpoints/embedder checkpoints/judge "
+                       "--seed 1 --patients 200 --out shortcut_audit.json"),
 }
 
 
@@ -380,6 +415,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("audit", _cmd_audit, "Flag images whose embedding contradicts their patient ID, and duplicate IDs.")
     p.add_argument("--workspace", required=True, type=Path)
+
+    p = add("shortcut-audit", _cmd_shortcut_audit, "P@1 of embedders on phantom films with marks, devices or "
+                                                   "findings removed, or one acquisition factor pinned.")
+    p.add_argument("--checkpoint", required=True, type=Path, nargs="+", help="embedder checkpoint folder(s)")
+    p.add_argument("--seed", type=int, default=DEMO_SEED,
+                   help="phantom seed (default %(default)s: people the shipped models never saw)")
+    p.add_argument("--patients", type=_int_in(2), default=DEMO_PATIENTS, help="phantom patients (default %(default)s)")
+    p.add_argument("--size", type=_int_in(32, 4096), default=128,
+                   help="film side in px, as the image store holds it (default %(default)s)")
+    p.add_argument("--difficulty", help="phantom difficulty, when the phantom has that option")
+    p.add_argument("--n-boot", type=_int_in(0), default=1000, help="bootstrap replicates for the CIs")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu", help="cpu, auto, cuda …")
+    p.add_argument("--out", required=True, type=Path, help="report JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     for register in plugin_commands():
         register(add)
     return parser

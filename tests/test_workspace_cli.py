@@ -41,7 +41,8 @@ def test_status_of_empty_and_partial_workspace(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["phantom", "prepare", "status", "demo", "train", "embed", "evaluate",
-                                     "verify", "search", "audit", "train-gan", "gan-evaluate"])
+                                     "verify", "search", "audit", "shortcut-audit", "train-gan",
+                                     "gan-evaluate"])
 def test_every_subcommand_help_has_an_example(command, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([command, "--help"])

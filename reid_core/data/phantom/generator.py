@@ -23,6 +23,7 @@ from reid_core.data.manifest import finalize_manifest
 from reid_core.data.phantom.acquisition import HARD, STANDARD, StudySpec, n_studies_of, sample_dates, sample_study
 from reid_core.data.phantom.anatomy import PatientAnatomy, aged_density, sample_anatomy, sample_marks
 from reid_core.data.phantom.difficulty import Difficulty, check_difficulty
+from reid_core.data.phantom.devices import draw_tubes
 from reid_core.data.phantom.findings import CM, FindingCourse, cardiomegaly_scale, sample_courses
 from reid_core.data.phantom.layers import PatientLayers, build_layers
 from reid_core.data.phantom.render import heart_magnification, render_study
@@ -162,6 +163,24 @@ class PhantomGenerator:
         """Render an arbitrary (possibly edited, e.g. ``dataclasses.replace``-d) study spec."""
         return render_study(self.layers(spec.patient), self.patient(spec.patient), spec, self.size,
                             self.rng(spec.patient, _RENDER, spec.study))
+
+    def render_edited(self, spec: StudySpec, anatomy: PatientAnatomy | None = None,
+                      show_tubes: bool = True) -> np.ndarray:
+        """:meth:`render_spec` of an edited patient or study, the study's render stream unchanged.
+
+        ``anatomy`` replaces the patient's (e.g. marks removed): its layers are built
+        afresh on the same grid and never cached. ``show_tubes=False`` draws the
+        study's transient devices from the render stream but leaves them out, so
+        the film keeps the noise of the study that had them.
+        """
+        layers = self.layers(spec.patient)
+        if anatomy is not None:
+            layers = build_layers(anatomy, layers.grid.n, layers.grid.extent)
+        rng = self.rng(spec.patient, _RENDER, spec.study)
+        if not show_tubes and spec.tubes:
+            draw_tubes(layers.grid, layers.thorax, spec.tubes, rng)  # consumed as compose would, not shown
+            spec = replace(spec, tubes=())
+        return render_study(layers, anatomy or self.patient(spec.patient), spec, self.size, rng)
 
     def render(self, i: int, j: int) -> np.ndarray:
         """Image of study ``j`` of patient ``i``: ``(size, size)`` float32 in [0, 1]."""
