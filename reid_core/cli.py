@@ -240,7 +240,6 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_shortcut_audit(args: argparse.Namespace) -> int:
-    import inspect
     import json
     import time
 
@@ -252,10 +251,7 @@ def _cmd_shortcut_audit(args: argparse.Namespace) -> int:
     from reid_core.shortcut_audit import audit_report, markdown_table, shortcut_audit
 
     t0 = time.perf_counter()
-    options = {} if args.difficulty is None else {"difficulty": args.difficulty}
-    if options and "difficulty" not in inspect.signature(PhantomGenerator).parameters:
-        raise CxrReidError("this phantom has no difficulty option; leave out --difficulty")
-    gen = PhantomGenerator(seed=args.seed, size=args.size, **options)
+    gen = PhantomGenerator(seed=args.seed, size=args.size, difficulty=args.difficulty)
     models = {str(c): load_embedder(c) for c in args.checkpoint}
     facts = {str(c): {"checkpoint": str(c), "image_size": m.config.image_size, "weights_sha256":
                       read_json_object(c / names.record_file(names.EMBEDDER_META)).get("weights", {}).get("sha256")}
@@ -424,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", type=_int_in(2), default=DEMO_PATIENTS, help="phantom patients (default %(default)s)")
     p.add_argument("--size", type=_int_in(32, 4096), default=128,
                    help="film side in px, as the image store holds it (default %(default)s)")
-    p.add_argument("--difficulty", help="phantom difficulty, when the phantom has that option")
+    p.add_argument("--difficulty", choices=DIFFICULTIES, default="standard", help="phantom difficulty")
     p.add_argument("--n-boot", type=_int_in(0), default=1000, help="bootstrap replicates for the CIs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="cpu", help="cpu, auto, cuda …")

@@ -124,13 +124,13 @@ def test_factor_groups_join_fields_sharing_a_leading_word():
 
 @dataclass(frozen=True)
 class _LaterSpec(StudySpec):
-    unsharp_amount: float = 0.0
+    grid_ratio: float = 0.0
 
 
 def test_a_field_a_later_phantom_adds_is_audited_at_its_median(gen):
-    specs = [_LaterSpec(**{**s.__dict__, "unsharp_amount": float(k)})
+    specs = [_LaterSpec(**{**s.__dict__, "grid_ratio": float(k)})
              for k, s in enumerate(gen.studies(0) + gen.studies(1))]
-    variant = _variant(specs, PINNED + "unsharp_amount")
-    assert variant.set_fields == {"unsharp_amount": float(np.median(np.arange(len(specs))))}
+    variant = _variant(specs, PINNED + "grid_ratio")
+    assert variant.set_fields == {"grid_ratio": float(np.median(np.arange(len(specs))))}
     everything = _variant(specs, PINNED + "all_acquisition").set_fields
-    assert everything["rotation"] == NEUTRAL["rotation"] and "unsharp_amount" in everything
+    assert everything["rotation"] == NEUTRAL["rotation"] and "grid_ratio" in everything

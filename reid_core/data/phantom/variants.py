@@ -44,10 +44,11 @@ NEUTRAL: dict[str, Any] = {
     "view": "PA", "rotation": 0.0, "shift_x": 0.0, "shift_y": 0.0, "scale": 1.0, "aspect": 1.0,
     "obliquity": 0.0, "inspiration": 0.0, "kv": 1.0, "gamma": 1.0, "window": (0.0, 0.0),
     "collimation": (0.0, 0.0, 0.0, 0.0), "marker": "L", "marker_pos": (0.81, 0.135),
-    "gastric_bubble": 0.85, "soft_drift": 1.0,
+    "gastric_bubble": 0.85, "soft_drift": 1.0, "sid": 1.0, "unsharp": 0.0,
 }
 """Physically neutral values (no pose change, unit exposure, no collimation, an upright PA film with the
-left marker at its usual place); other fields are pinned to their median over the audited films."""
+left marker at its usual place, the reference source distance, no unsharp masking); other fields are
+pinned to their median over the audited films."""
 
 
 @dataclass(frozen=True)
