@@ -12,7 +12,8 @@
 # Settings (environment): WS (workspace, default workspaces/phantom1500), WS_LONG (the longitudinal
 # embedder's workspace, default workspaces/phantom1500_normal: same data, its own embedder), WS_JUDGE (the
 # judge's workspace, default workspaces/judge1500), PY (python), CAE_KIMG (the generator's budget, default 300),
-# GAN_KIMG (adversarial budget, default 3000), GAN_SLICE_KIMG (kimg per call of either, default: all of it).
+# GAN_KIMG (adversarial budget, default 3000), GAN_SLICE_KIMG (kimg per call of either, default: all of it),
+# RECIPE (the embedder's training recipe, default cpu-pairs: the one the shipped embedder was trained with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WS=${WS:-workspaces/phantom1500}
@@ -33,11 +34,8 @@ train_cpu() {
   # On a GPU, the product configuration is the same command with
   #   --set model.backbone=efficientnet_b3 --set image_size=256   (after `prepare --size 256`).
   local ws=$1; shift
-  $CLI train --workspace "$ws" --quiet \
-    --set model.backbone=resnet18 --set model.embedding_dim=64 --set image_size=96 \
-    --set loss=multi_similarity --set batch_size=64 --set m_per_patient=4 \
-    --set epochs=40 --set lr=1e-3 --set warmup_steps=100 --set val_every=140 --set val_max_patients=150 \
-    --set early_stop_patience=8 --set num_workers=0 "$@"
+  # the recipe's flags live in reid_core/train/recipes.py (`cxr-reid train --recipe cpu-pairs --print-config`)
+  $CLI train --workspace "$ws" --quiet --recipe "${RECIPE:-cpu-pairs}" "$@"
   $CLI embed --workspace "$ws"
   $CLI evaluate --workspace "$ws"
 }
