@@ -85,7 +85,7 @@ class LossParams(TypedConfig):
     pa_alpha: float = 32.0
     cosface_margin: float = 0.2
     cosface_scale: float = 30.0
-    proxy_lr_mult: float = 100.0
+    proxy_lr_mult: float = 10.0
 
     def validate(self) -> None:
         if self.xbm_memory_size < 1:

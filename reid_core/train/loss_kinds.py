@@ -198,7 +198,7 @@ class ProxyAnchorParams(TypedConfig):
 
     margin: float = 0.1
     alpha: float = 32.0
-    proxy_lr_mult: float = 100.0
+    proxy_lr_mult: float = 10.0
 
 
 @register_loss
@@ -233,7 +233,7 @@ class CosFaceParams(TypedConfig):
 
     margin: float = 0.2
     scale: float = 30.0
-    proxy_lr_mult: float = 100.0
+    proxy_lr_mult: float = 10.0
 
 
 @register_loss

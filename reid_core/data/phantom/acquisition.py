@@ -63,12 +63,12 @@ HARD = AcquisitionRanges(
     # bedside AP films and support devices at inpatient rates: about a third of films carry a device
     # (the order of the "Support Devices" label in MIMIC-CXR / CheXpert)
     ap=(0.45, 0.8), icu=(0.55, 0.85), tube_p=(0.45, 0.5, 0.6, 0.8),
-    collimation_p=0.55, collimation_max=0.14,
-    rotation=(5.0, 14.0), shift=(0.1, 0.26), scale=(1.08, 0.09, 0.8, 1.32), aspect=(0.96, 0.045, 0.85, 1.1),
-    obliquity=(0.025, 0.06), inspiration=(-0.09, 0.08, -0.26, 0.16),
-    kv=(0.7, 1.3), scatter=(0.04, 0.2), noise=(0.004, 0.025), blur=(0.5, 2.0), gamma_sd=0.3,
-    equalize=(0.05, 0.9), window_sd=(1.4, 0.8), soft_drift_sd=0.05,
-    extended=True, sid=(0.7, 1.3), unsharp_p=0.7, unsharp=(0.2, 1.5), unsharp_radius=(3.0, 24.0),
+    collimation_p=0.4, collimation_max=0.1,
+    rotation=(3.0, 8.0), shift=(0.07, 0.18), scale=(1.05, 0.06, 0.87, 1.2), aspect=(0.97, 0.03, 0.9, 1.07),
+    obliquity=(0.015, 0.04), inspiration=(-0.08, 0.055, -0.18, 0.12),
+    kv=(0.8, 1.2), scatter=(0.04, 0.15), noise=(0.004, 0.02), blur=(0.5, 1.5), gamma_sd=0.2,
+    equalize=(0.15, 0.7), window_sd=(0.9, 0.5), soft_drift_sd=0.03,
+    extended=True, sid=(0.8, 1.2), unsharp_p=0.6, unsharp=(0.2, 1.0), unsharp_radius=(3.0, 16.0),
 )
 
 
