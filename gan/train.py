@@ -41,6 +41,7 @@ from gan.resume import GanProgress, gan_resume
 from gan.snapshot import SAMPLES_NAME, SnapshotGrid, save_generator, save_png_atomic
 from gan.train_config import GanTrainConfig
 from reid_core import artefact_names as names
+from reid_core.device import resolve_device, synchronize
 from reid_core.errors import TrainingError
 from reid_core.train.distributed import DistContext, init_distributed
 from reid_core.train.runlog import JsonlLog, write_json_atomic
@@ -258,8 +259,7 @@ def measure_s_per_kimg(preset: str, res: int, batch: int, steps: int, device: st
     """
     if steps < 1 or batch < 1:
         raise ValueError(f"steps and batch must be >= 1, got {steps}, {batch}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = resolve_device(device)
     cfg = GanTrainConfig(preset=str(preset), res=res, batch=batch, seed=seed, amp=amp, channels_last=channels_last,
                          augment=augment_p > 0, device="cuda" if dev.type == "cuda" else "cpu")
     engine = GanEngine(resolve_gan_config(cfg, c_dim, amp and dev.type == "cuda"), cfg, dev)
@@ -275,8 +275,7 @@ def measure_s_per_kimg(preset: str, res: int, batch: int, steps: int, device: st
     def run(first: int, n: int) -> None:
         for step in range(first, first + n):
             engine.step(reals, real_c, c_pool, step, step * batch)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(dev)
 
     run(0, warmup)
     t0 = time.perf_counter()

@@ -38,7 +38,8 @@ from gan.io import G_NAME, META_NAME
 from gan.resume import GanProgress
 from gan.runloop import kimg_bar, run_kimg_loop
 from gan.snapshot import SAMPLES_NAME, save_png_atomic, tile_grid
-from reid_core.errors import CheckpointError, TrainingError, WorkspaceError
+from reid_core.device import training_device
+from reid_core.errors import CheckpointError, WorkspaceError
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.signals import StopRequest
 from reid_core.train.state import ResumeFolder
@@ -65,14 +66,6 @@ class CaeTrainResult:
     s_per_kimg: float
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' asked for but no CUDA device is available")
-    return torch.device(name)
-
-
 def _load_embedder(ws: Workspace):  # noqa: ANN202 - Embedder, imported lazily
     from reid_core.checkpoint import load_embedder
 
@@ -85,7 +78,7 @@ def _load_embedder(ws: Workspace):  # noqa: ANN202 - Embedder, imported lazily
 class _Session:
     def __init__(self, ws: Workspace, cfg: CaeTrainConfig, resume: bool, progress_bar: bool) -> None:
         self.ws, self.cfg, self.out = ws, cfg, ws.gan_dir
-        self.device = _device(cfg.device)
+        self.device = training_device(cfg.device)
         self.pairs: PairData = load_pair_data(ws, cfg.res, cfg.splits)
         data = self.pairs.data
         self.resume = ResumeFolder(self.out / "resume", "autoencoder", CaeTrainConfig, RESUMABLE_CHANGES)

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from reid_core import artefact_names as names
 from reid_core.checkpoint import save_embedder
+from reid_core.device import autocast_context
 from reid_core.errors import TrainingError
 from reid_core.model import Embedder, load_init_weights
 from reid_core.train.augment import augment_batch
@@ -48,7 +49,7 @@ from reid_core.train.sampler import PatientBatchSampler
 from reid_core.train.signals import StopRequest
 from reid_core.train.window import StatsWindow, derive_seed
 from reid_core.train.state import Progress, embedder_resume
-from reid_core.train.validate import autocast_context, validate
+from reid_core.train.validate import validate
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
