@@ -35,8 +35,9 @@ import reid_core  # noqa: F401
 from gan.config import GanConfig, build_generator
 from gan.counterfactual import ConditionMeans, CounterfactualRenderer
 from gan.pca import IdentityPCA
+from reid_core.device import synchronize
 
-from benchmarks.common import interleaved_medians, ratio, synchronize
+from benchmarks.common import interleaved_medians, ratio
 
 log = logging.getLogger("bench_counterfactual")
 C_DIM = 64

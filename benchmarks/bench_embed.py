@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import interleaved_medians, prepared_phantom, ratio, synchronize
+from benchmarks.common import interleaved_medians, prepared_phantom, ratio
 from reid_core.checkpoint import load_embedder, save_embedder
 from reid_core.data.manifest import load_manifest
 from reid_core.data.store import ImageStore
+from reid_core.device import autocast_context, synchronize
 from reid_core.embed import embed_workspace
 from reid_core.model import Embedder
-from reid_core.train.validate import autocast_context
 
 
 def _preloaded_batches(store: ImageStore, rows, batch_size: int, device: torch.device) -> list[torch.Tensor]:

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import prepared_phantom, ratio, synchronize
+from benchmarks.common import prepared_phantom, ratio
+from reid_core.device import autocast_context, synchronize
 from reid_core.model import EmbedderConfig
 from reid_core.train import TrainConfig, train_embedder
 from reid_core.train.augment import augment_batch
@@ -36,7 +37,6 @@ from reid_core.train.losses import build_objective
 from reid_core.train.optim import build_optimizer
 from reid_core.train.runlog import read_jsonl
 from reid_core.train.sampler import PatientBatchSampler
-from reid_core.train.validate import autocast_context
 
 
 class BareStep:

@@ -34,15 +34,6 @@ def prepared_phantom(root: Path, patients: int, size: int, workers: int = 2) -> 
     return prepare_workspace(root, "phantom", size=size, workers=workers, progress=False, patients=patients).workspace
 
 
-def synchronize(device) -> None:
-    """Wait for the queued work of ``device`` (a CUDA device; nothing to wait for on the CPU), so timings are true."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def ratio(a: float, b: float) -> float:
     """``a / b`` rounded to 3 significant decimals (inf when ``b`` is 0)."""
     return round(a / b, 3) if b > 0 else float("inf")

@@ -42,7 +42,7 @@ from gan.layers import assert_shape
 from gan.loss import GanLoss, r1_gamma_for, update_ema
 from gan.sync import average_, broadcast_module_, sync_gradients, world_size
 from gan.train_config import GanTrainConfig
-from reid_core.train.validate import autocast_context
+from reid_core.device import autocast_context
 
 log = logging.getLogger(__name__)
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from gan.io import resize, to_unit, write_json_atomic
+from reid_core.jsonfile import json_safe
 
 if TYPE_CHECKING:
     from reid_core.model import Embedder
@@ -228,12 +229,4 @@ def evaluate_gan(G: torch.nn.Module, embedder: "Embedder", real_images: np.ndarr
 
 def write_metrics(gan_dir: str | Path, metrics: dict[str, Any]) -> Path:
     """Write ``gan/metrics.json`` atomically (NaN/inf stored as null)."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-    return write_json_atomic(Path(gan_dir) / METRICS_FILE, clean(metrics))
+    return write_json_atomic(Path(gan_dir) / METRICS_FILE, json_safe(metrics))

@@ -1,74 +1,56 @@
-"""The loop both generator trainers share: budgets in kimg, ticks, snapshots, time slices and signals.
+"""What the two generator trainers add to :mod:`reid_core.train.run_loop`: a budget counted in real images.
 
-:func:`run_kimg_loop` drives a :class:`KimgSession` (``gan.train``'s adversarial
-session, ``gan.cae.train``'s autoencoder session): each step reads a batch from
-the stream and calls ``train_step``, which advances the session's
-:class:`~gan.resume.GanProgress`; the loop times it, logs a tick every
-``tick_kimg``, saves every ``snapshot_kimg``, and at the end of the budget, of
-``stop_after_kimg`` or on a stop request (which then raises KeyboardInterrupt
-after saving).
+:class:`KimgTrainer` is the :class:`~reid_core.train.run_loop.LoopTrainer` of
+``gan.train``'s adversarial session and ``gan.cae.train``'s autoencoder session:
+its position is ``progress.cur_nimg`` (:class:`~gan.resume.GanProgress`), its
+budget ``cfg.kimg``; it logs a tick every ``tick_kimg`` and saves every
+``snapshot_kimg`` (and at the end, at ``stop_after_kimg`` and on a stop request).
 """
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, Iterator, Protocol
-
-from tqdm.auto import tqdm
+import abc
+from typing import Any, Callable, Mapping
 
 from gan.resume import GanProgress
-from reid_core.train.window import StatsWindow, crossed
+from reid_core.train.run_loop import LoopTrainer, Schedule, run_loop
 
 
-class KimgSession(Protocol):
+class KimgTrainer(LoopTrainer):
+    """A trainer whose ``cfg`` has ``batch`` (images per step), ``kimg``, ``tick_kimg`` and ``snapshot_kimg``."""
+
     progress: GanProgress
-    cfg: Any  # has batch, kimg, tick_kimg, snapshot_kimg
+    cfg: Any
 
-    def train_step(self, images: Any, positions: Any) -> dict[str, Any]: ...
+    @property
+    def images_per_step(self) -> int:  # type: ignore[override]
+        return self.cfg.batch
 
-    def finished(self) -> bool: ...
+    @property
+    def total_nimg(self) -> int:
+        return int(round(self.cfg.kimg * 1000))
 
-    def log_tick(self, window: StatsWindow, bar: tqdm) -> None: ...
+    def position(self) -> int:
+        return self.progress.cur_nimg
 
-    def save(self) -> None: ...
+    def finished(self) -> bool:
+        return self.progress.cur_nimg >= self.total_nimg
 
-    def synchronize(self) -> None: ...
+    @abc.abstractmethod
+    def train_step(self, images: Any, positions: Any) -> Mapping[str, Any]:
+        """One step on a batch of stored images and their positions in the data (advances ``progress``)."""
 
+    def step(self, batch: tuple[Any, Any]) -> Mapping[str, Any]:
+        return self.train_step(*batch)
 
-def run_kimg_loop(session: KimgSession, stream: Iterator, stop_after_kimg: float | None,
-                  interrupted: Callable[[], bool], bar: tqdm) -> str:
-    """Train until the budget, ``stop_after_kimg`` or ``interrupted()``; returns ``finished`` or ``stopped``."""
-    p, cfg = session.progress, session.cfg
-    session_start = p.cur_nimg
-    window = StatsWindow()
-    while not session.finished():
-        t0 = time.perf_counter()
-        images, positions = next(stream)
-        before = p.cur_nimg
-        window.add(session.train_step(images, positions))
-        tick = crossed(before, p.cur_nimg, cfg.tick_kimg)
-        if tick:
-            session.synchronize()  # a true time at each tick (device steps run asynchronously between)
-        dt = time.perf_counter() - t0
-        p.train_time_s, p.elapsed_s = p.train_time_s + dt, p.elapsed_s + dt
-        window.add_time(dt, cfg.batch)
-        bar.update(cfg.batch / 1000.0)
-        session_done = stop_after_kimg is not None and p.cur_nimg - session_start >= stop_after_kimg * 1000
-        stop = interrupted()
-        if tick or session.finished() or session_done or stop:
-            session.log_tick(window, bar)
-        t1 = time.perf_counter()
-        if crossed(before, p.cur_nimg, cfg.snapshot_kimg) or session.finished() or session_done or stop:
-            session.save()
-        p.elapsed_s += time.perf_counter() - t1
-        if stop:
-            raise KeyboardInterrupt
-        if session_done and not session.finished():
-            return "stopped"
-    return "finished"
+    def tick_record(self, stats: dict[str, float], **extra: float) -> dict[str, Any]:
+        """The ``tick`` line of ``train_log.jsonl``: position, the window's ``stats``, ``extra``, elapsed time."""
+        p = self.progress
+        return {"event": "tick", "step": p.step, "kimg": round(p.kimg, 6), **stats, **extra,
+                "elapsed_s": round(p.elapsed_s, 3)}
 
-
-def kimg_bar(cfg: Any, progress: GanProgress, desc: str, enabled: bool) -> tqdm:
-    """The kimg progress bar both trainers show."""
-    return tqdm(total=cfg.kimg, initial=progress.kimg, disable=not enabled, desc=desc, dynamic_ncols=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}"
-                           "{postfix}]")
+    def run_kimg(self, stop_after_kimg: float | None, desc: str, show_bar: bool,
+                 agree: Callable[[bool], bool] = bool) -> str:
+        """Train until the budget, ``stop_after_kimg`` or a signal; returns ``finished`` or ``stopped``."""
+        cfg = self.cfg
+        schedule = Schedule.in_kimg(cfg.kimg, cfg.tick_kimg, cfg.snapshot_kimg, stop_after_kimg)
+        return run_loop(self, schedule, desc=desc, show_bar=show_bar, agree=agree)

@@ -10,7 +10,8 @@ Writes (rank 0 only) into ``workspace.gan_dir``::
 
 ``G_ema``, ``samples.png`` and the resume state are written together every
 ``snapshot_kimg``, at the end, at ``stop_after_kimg`` and on SIGINT/SIGTERM
-(which then raises KeyboardInterrupt; a second SIGINT aborts at once).
+(which then raises KeyboardInterrupt; a second SIGINT aborts at once) — the shared step loop
+(:mod:`gan.runloop` over :mod:`reid_core.train.run_loop`) fires these.
 ``metrics.json`` belongs to the GAN metrics; a fresh start deletes a stale one.
 
 Determinism: each step reseeds the global torch RNG from ``(seed, step, rank)``
@@ -31,21 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from gan.config import GanConfig
 from gan.data import GanData, RealSampler, RealStream, load_gan_data, to_model_images
 from gan.engine import GanEngine, Stats
-from gan.runloop import kimg_bar, run_kimg_loop
+from gan.runloop import KimgTrainer
 from gan.resume import GanProgress, gan_resume
 from gan.snapshot import SAMPLES_NAME, SnapshotGrid, save_generator, save_png_atomic
 from gan.train_config import GanTrainConfig
 from reid_core import artefact_names as names
+from reid_core.device import resolve_device, synchronize
 from reid_core.errors import TrainingError
 from reid_core.train.distributed import DistContext, init_distributed
 from reid_core.train.runlog import JsonlLog, write_json_atomic
-from reid_core.train.signals import StopRequest
-from reid_core.train.window import StatsWindow, derive_seed
+from reid_core.train.window import derive_seed
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -83,11 +83,11 @@ def resolve_gan_config(cfg: GanTrainConfig, c_dim: int, amp: bool) -> GanConfig:
         raise TrainingError(f"cannot build the GAN architecture: {exc}") from None
 
 
-class _Session:
+class _Session(KimgTrainer):
     """One training session on one process; built by :func:`train_gan`."""
 
     def __init__(self, ws: Workspace, cfg: GanTrainConfig, ctx: DistContext, resume: bool, progress_bar: bool) -> None:
-        self.ws, self.cfg, self.ctx, self.out = ws, cfg, ctx, ws.gan_dir
+        self.ws, self.cfg, self.ctx, self.out, self.device = ws, cfg, ctx, ws.gan_dir, ctx.device
         if cfg.batch % ctx.world_size:
             raise TrainingError(f"batch {cfg.batch} must be divisible by the {ctx.world_size} processes")
         self.data: GanData = load_gan_data(ws, cfg.resolution, unconditional=cfg.unconditional, splits=cfg.splits)
@@ -110,13 +110,6 @@ class _Session:
         self.show_bar = progress_bar and ctx.is_main
         self.grid = (SnapshotGrid.build(self.data, self.gan_cfg, cfg.grid_rows, cfg.grid_cols, cfg.seed, ctx.device)
                      if ctx.is_main else None)
-
-    @property
-    def total_nimg(self) -> int:
-        return int(round(self.cfg.kimg * 1000))
-
-    def finished(self) -> bool:
-        return self.progress.cur_nimg >= self.total_nimg
 
     # ---------------------------------------------------------------- setup
     def restore_or_reset(self) -> int | None:
@@ -180,32 +173,20 @@ class _Session:
                 "train": self.cfg.to_dict(), "gan": self.gan_cfg.to_dict(), "c_dim": self.gan_cfg.c_dim,
                 "world_size": self.ctx.world_size, "n_images": len(self.data), "store": self.data.store_path.name})
 
-    # ---------------------------------------------------------------- the loop
-    def run(self, stop_after_kimg: float | None, stopper: StopRequest) -> str:
-        """Train until the budget, ``stop_after_kimg`` or a signal; returns ``finished`` or ``stopped``."""
-        bar = kimg_bar(self.cfg, self.progress, "train-gan", self.show_bar)
-        stream = RealStream(self.data, self.sampler, self.progress.step, self.cfg.num_workers,
-                             pin_memory=self.ctx.device.type == "cuda")
-        try:
-            return run_kimg_loop(self, stream, stop_after_kimg, lambda: self.ctx.any_flag(stopper.requested), bar)
-        finally:
-            stream.close()
-            bar.close()
-
-    def synchronize(self) -> None:
-        if self.ctx.device.type == "cuda":
-            torch.cuda.synchronize()
+    # ---------------------------------------------------------------- the loop's hooks
+    def batches(self) -> RealStream:
+        return RealStream(self.data, self.sampler, self.progress.step, self.cfg.num_workers,
+                          pin_memory=self.device.type == "cuda")
 
     def save(self) -> None:
         self.snapshot()
 
-    def log_tick(self, window: StatsWindow, bar: tqdm) -> None:
-        p, e = self.progress, self.engine
-        record = {"event": "tick", "step": p.step, "kimg": round(p.kimg, 6), **window.flush(),
-                  "p": e.augment_p, "rt": e.ada_rt, "elapsed_s": round(p.elapsed_s, 3)}
+    def log(self, stats: dict[str, float]) -> dict[str, str]:
+        e = self.engine
+        record = self.tick_record(stats, p=e.augment_p, rt=e.ada_rt)
         self.log_file.write(record)
-        bar.set_postfix(G=f"{record.get('loss/G', math.nan):.3f}", D=f"{record.get('loss/D', math.nan):.3f}",
-                        p=f"{e.augment_p:.3f}", s_kimg=f"{record['s_per_kimg']:.1f}")
+        return {"G": f"{record.get('loss/G', math.nan):.3f}", "D": f"{record.get('loss/D', math.nan):.3f}",
+                "p": f"{e.augment_p:.3f}", "s_kimg": f"{record['s_per_kimg']:.1f}"}
 
 
 def train_gan(workspace: Workspace | str | Path, config: GanTrainConfig, resume: bool = True,
@@ -236,8 +217,7 @@ def train_gan(workspace: Workspace | str | Path, config: GanTrainConfig, resume:
         else:
             session.write_run_config()
             session.log_file.start(resumed_from)
-            with StopRequest().installed() as stopper:
-                reason = session.run(stop_after_kimg, stopper)
+            reason = session.run_kimg(stop_after_kimg, "train-gan", session.show_bar, agree=ctx.any_flag)
             engine = session.engine
         p = session.progress
         return GanTrainResult(gan_dir=ws.gan_dir, steps=p.step, kimg=p.kimg, total_kimg=config.kimg,
@@ -258,8 +238,7 @@ def measure_s_per_kimg(preset: str, res: int, batch: int, steps: int, device: st
     """
     if steps < 1 or batch < 1:
         raise ValueError(f"steps and batch must be >= 1, got {steps}, {batch}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = resolve_device(device)
     cfg = GanTrainConfig(preset=str(preset), res=res, batch=batch, seed=seed, amp=amp, channels_last=channels_last,
                          augment=augment_p > 0, device="cuda" if dev.type == "cuda" else "cpu")
     engine = GanEngine(resolve_gan_config(cfg, c_dim, amp and dev.type == "cuda"), cfg, dev)
@@ -275,8 +254,7 @@ def measure_s_per_kimg(preset: str, res: int, batch: int, steps: int, device: st
     def run(first: int, n: int) -> None:
         for step in range(first, first + n):
             engine.step(reals, real_c, c_pool, step, step * batch)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(dev)
 
     run(0, warmup)
     t0 = time.perf_counter()

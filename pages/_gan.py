@@ -57,12 +57,17 @@ def encode_film(ws: Workspace, image: np.ndarray, c0: np.ndarray, label: str) ->
     return _encode_film(*_keys(ws), file_key(ws.encoder_weights_path), image, c0, label)
 
 
+def _embedder_and_upload(root: str, name: str, data: bytes):  # noqa: ANN202 - (Embedder, float32 image)
+    """The workspace's embedder and the uploaded file read at its input size (CxrReidError subclasses if bad)."""
+    model = embedder(Workspace(root))
+    return model, load_uploaded_image(name, data, model.config.image_size, MAX_UPLOAD_MB)
+
+
 @st.cache_data(show_spinner="encoding the upload…", max_entries=8)
 def _encode_upload(root: str, gan_key: Key, emb_key: Key, enc_key: Key, weights_key: Key, name: str,
                    data: bytes) -> cf.EncodedImage:
     G, _ = _gan(root, gan_key, emb_key)
-    model = embedder(Workspace(root))
-    image = load_uploaded_image(name, data, model.config.image_size, MAX_UPLOAD_MB)
+    model, image = _embedder_and_upload(root, name, data)
     return cf.encode_image(G, _encoder(root, gan_key, enc_key), model, image, label="uploaded image (encoded)")
 
 
@@ -97,8 +102,7 @@ def base_image(ws: Workspace, seed: int, psi: float, subject: cf.Subject) -> np.
 def _invert(root: str, gan_key: Key, emb_key: Key, weights_key: Key, name: str, data: bytes,
             steps: int) -> cf.InvertedImage:
     G, _ = _gan(root, gan_key, emb_key)
-    model = embedder(Workspace(root))
-    image = load_uploaded_image(name, data, model.config.image_size, MAX_UPLOAD_MB)
+    model, image = _embedder_and_upload(root, name, data)
     return cf.invert_image(G, model, image, steps)
 
 

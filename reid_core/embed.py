@@ -24,6 +24,7 @@ from reid_core.atomic import atomic_path
 from reid_core.data.manifest import load_manifest
 from reid_core.data.prefetch import thread_prefetch
 from reid_core.data.store import ImageStore
+from reid_core.device import autocast_context, resolve_device
 from reid_core.errors import WorkspaceError
 from reid_core.workspace import Workspace
 
@@ -91,13 +92,6 @@ class _StoreBatches:
         return self.store[self.rows[i * self.batch_size:(i + 1) * self.batch_size]]
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA if available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 @torch.no_grad()
 def embed_array(model: torch.nn.Module, store: ImageStore, rows: np.ndarray, batch_size: int = 64,
                 device: str | torch.device = "auto", progress: bool = True, desc: str = "embed",
@@ -112,7 +106,6 @@ def embed_array(model: torch.nn.Module, store: ImageStore, rows: np.ndarray, bat
     dev = resolve_device(device) if isinstance(device, str) else device
     size = size or getattr(getattr(model, "config", None), "image_size", None) or store.size
     model = model.to(dev).eval().to(memory_format=torch.channels_last)
-    use_bf16 = dev.type == "cuda"
     out = np.zeros((len(rows), model.embedding_dim), dtype=np.float32)
     pending: list[torch.Tensor] = []  # outputs still on the device: copied back every few batches, not each one
     done = 0
@@ -127,7 +120,7 @@ def embed_array(model: torch.nn.Module, store: ImageStore, rows: np.ndarray, bat
     t0 = time.perf_counter()
     for batch in thread_prefetch(_StoreBatches(store, np.asarray(rows), batch_size), depth=3):
         x = to_device_float(torch.from_numpy(batch), dev, size, channels_last=True)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+        with autocast_context(dev, amp=True):
             pending.append(model(x))
         done += len(batch)
         if len(pending) >= _COPY_BACK_EVERY:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from reid_core.data.store import ImageStore
 from reid_core.diagnosis import diagnosis_auc
 from reid_core.embed import EmbeddingTable
 from reid_core.errors import WorkspaceError
+from reid_core.jsonfile import json_safe
 from reid_core.longitudinal import drift_table, matched_drift_auc_ci
 from reid_core.holdout import EvaluationSet, ImagesChoice, choose_evaluation_set, workspace_evaluation_set
 from reid_core.identification import GALLERY_SIZES, gallery_identification
@@ -38,19 +38,6 @@ from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 DEFAULT_VERIFIER_PAIRS = "neighbours"  # calibrated on what a search shows (reid_core.hard_pairs)
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe: NaN → None, numpy scalars → Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def retrieval_with_ci(emb: np.ndarray, pids: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict:
@@ -158,7 +145,7 @@ def evaluate_workspace(workspace: Workspace | str | Path, n_boot: int = 1000, se
     meta_path = ws.embedder_record_path
     if meta_path.exists():
         report["embedder"] = json.loads(meta_path.read_text()).get("meta", {})
-    report = _clean(report)
+    report = json_safe(report)
     path = Path(out) if out else ws.report_path
     write_text_atomic(path, json.dumps(report, indent=2, sort_keys=True))
     return report

@@ -37,6 +37,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from dicom_corpus import corpus_files  # noqa: E402  (after the path insert)
 
 HEADER_MUTATIONS = {  # keyword → hostile values (one is set per header mutant)
     "Rows": [0, 1, 65535], "Columns": [0, 1, 65535], "BitsAllocated": [1, 7, 12, 64], "BitsStored": [0, 40],
@@ -50,17 +53,6 @@ BYTE_MUTATIONS = ("flip", "flip_tail", "truncate", "zero_chunk", "dup_chunk")
 
 
 # ---------------------------------------------------------------------------- inputs
-def corpus_files() -> list[Path]:
-    """Every file shipped with pydicom and pydicom-data (listed from disk: nothing is downloaded)."""
-    from pydicom.data.data_manager import DATA_ROOT, external_data_sources
-
-    root = Path(DATA_ROOT)
-    files = [p for sub in ("test_files", "charset_files", "palettes") for p in sorted((root / sub).rglob("*"))]
-    for source in external_data_sources().values():
-        files += sorted(Path(p) for p in source.get_paths("**/*", 0))
-    return [p for p in files if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]
-
-
 def _png(width: int, height: int, colour_type: int, payload: bytes = b"\0" * 4096) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -68,6 +69,16 @@ def open_page(ws: Workspace | Path | str, page: str) -> AppTest:
         at.switch_page(PAGES[page]).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def each_page(ws: Workspace | Path | str) -> Iterator[tuple[str, AppTest]]:
+    """Every page in turn, in one AppTest session on ``ws``; fails on any page's exception."""
+    at = open_page(ws, "overview")
+    for page, script in PAGES.items():
+        if page != "overview":
+            at.switch_page(script).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        yield page, at
 
 
 def texts(at: AppTest, *kinds: str) -> str:

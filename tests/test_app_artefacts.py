@@ -22,10 +22,9 @@ from gan.snapshot import save_generator
 from reid_core.workspace import Workspace
 
 from app_fixtures import build_trained_workspace
-from test_app import APP, PAGES
+from test_app import PAGES, each_page
 
 pytest.importorskip("streamlit.testing.v1")
-from streamlit.testing.v1 import AppTest  # noqa: E402
 
 EMBED_PAGES = {"explorer", "verification", "retrieval", "longitudinal"}
 CASES = [  # (artefact, damage, pages that must name it in an st.error)
@@ -78,14 +77,8 @@ def damage(path: Path, how: str) -> None:
 
 def walk_pages(root: Path) -> dict[str, list[str]]:
     """Page name → its st.error texts, visiting every page in one session; fails on any exception."""
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.session_state["workspace"] = str(root)
-    at.run()
     errors = {}
-    for page, script in PAGES.items():
-        if page != "overview":
-            at.switch_page(script).run()
-        assert not at.exception, (page, [e.value for e in at.exception])
+    for page, at in each_page(root):
         errors[page] = [str(e.value) for e in at.error]
         assert at.sidebar.selectbox[0].label == "Workspace"  # the app around the page still works
     return errors

@@ -93,26 +93,23 @@ def test_changed_manifest_rebuilds_store(tmp_path):
     assert res.n_new == 12 and len(ImageStore(path)) == 12
 
 
-def test_failures_are_reported_and_job_finishes(tmp_path):
-    m = _manifest(100)
-    res = prepare_images(m, GradientSource(100, fail=(13,)), tmp_path / "images_32.npy", 32, workers=2,
-                         progress=False)
-    assert res.failures["path"].tolist() == ["f13.png"]
-    assert res.failures["reason"].tolist() == ["synthetic failure"]
+@pytest.mark.parametrize("n, bad, kind, workers, chunk_size", [
+    (100, 13, "fail", 2, 32),  # a decoder error: reported, the job finishes
+    (40, 21, "crash", 2, 8),  # a native crash in a worker
+    (12, 5, "crash", 1, 4),  # workers=1 decodes in a worker process too: a crash must not take prepare down
+])
+def test_a_failing_or_crashing_decoder_costs_only_its_image(tmp_path, n, bad, kind, workers, chunk_size):
+    m = _manifest(n)
+    res = prepare_images(m, GradientSource(n, **{kind: (bad,)}), tmp_path / "images_32.npy", 32, workers=workers,
+                         chunk_size=chunk_size, progress=False)
+    assert res.failures["path"].tolist() == [f"f{bad}.png"]
+    reason = res.failures["reason"].iloc[0]
+    assert reason == "synthetic failure" if kind == "fail" else "crashed" in reason
     status = np.load(tmp_path / "images_32.status.npy")
-    assert status[13] == FAILED and (np.delete(status, 13) == DONE).all()
-
-
-def test_crashing_decoder_costs_only_its_image(tmp_path):
-    m = _manifest(40)
-    res = prepare_images(m, GradientSource(40, crash=(21,)), tmp_path / "images_32.npy", 32, workers=2,
-                         chunk_size=8, progress=False)
-    assert res.failures["path"].tolist() == ["f21.png"]
-    assert "crashed" in res.failures["reason"].iloc[0]
-    ref = prepare_images(m.drop(index=21), GradientSource(40), tmp_path / "r" / "images_32.npy", 32, workers=1,
+    assert status[bad] == FAILED and (np.delete(status, bad) == DONE).all()
+    ref = prepare_images(m.drop(index=bad), GradientSource(n), tmp_path / "r" / "images_32.npy", 32, workers=1,
                          progress=False)
-    got = np.delete(ImageStore(res.store_path)[:], 21, axis=0)
-    np.testing.assert_array_equal(got, ImageStore(ref.store_path)[:])
+    np.testing.assert_array_equal(np.delete(ImageStore(res.store_path)[:], bad, axis=0), ImageStore(ref.store_path)[:])
 
 
 def test_real_files_with_one_corrupt(tmp_path):
@@ -127,14 +124,3 @@ def test_real_files_with_one_corrupt(tmp_path):
                          workers=2, progress=False)
     assert res.failures["path"].tolist() == ["5.png"]
     assert ImageStore(res.store_path)[4].any()
-
-
-def test_crashing_decoder_with_one_worker_costs_only_its_image(tmp_path):
-    """workers=1 decodes in a worker process too: a native crash must not take prepare down."""
-    m = _manifest(12)
-    res = prepare_images(m, GradientSource(12, crash=(5,)), tmp_path / "images_32.npy", 32, workers=1,
-                         chunk_size=4, progress=False)
-    assert res.failures["path"].tolist() == ["f5.png"]
-    assert "crashed" in res.failures["reason"].iloc[0]
-    status = np.load(tmp_path / "images_32.status.npy")
-    assert status[5] == FAILED and (np.delete(status, 5) == DONE).all()

@@ -1,9 +1,9 @@
-"""The conditional autoencoder (gan.cae): config, pair sampling, the objective on a toy, resume, checkpoints."""
+"""The conditional autoencoder (gan.cae): config, pair sampling, the objective on a toy, checkpoints, refusals
+(exact resume: test_run_loop.py)."""
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,14 +11,13 @@ import torch
 from torch import nn
 
 import reid_core  # noqa: F401  (before timm)
-from gan.cae.config import CaeArch, CaeTrainConfig
+from gan.cae.config import CaeTrainConfig
 from gan.cae.data import PairSampler, load_pair_data
 from gan.cae.encoder import EncoderConfig, NuisanceEncoder, kl_to_prior
 from gan.cae.engine import CaeEngine, other_patient_rows, partner_rows
 from gan.cae.io import load_encoder
 from gan.cae.train import train_cae
 from gan.io import load_generator
-from reid_core.checkpoint import load_checkpoint, save_embedder
 from reid_core.data.manifest import load_manifest
 from reid_core.embed import EmbeddingTable
 from reid_core.errors import CheckpointError, TrainingError
@@ -26,17 +25,8 @@ from reid_core.model import Embedder
 from reid_core.train.runlog import read_jsonl
 from reid_core.typed_config import TypedConfig
 from train_fixtures import make_workspace
-
-TINY_ARCH = CaeArch(n_dim=4, w_dim=32, g_channel_base=256, g_channel_max=32, e_channel_base=128, e_channel_max=32,
-                    d_channel_base=128, d_channel_max=32)
-
-
-def tiny(**overrides) -> CaeTrainConfig:
-    base = dict(res=16, batch=8, kimg=0.048, tick_kimg=0.016, snapshot_kimg=0.024, adv_start_kimg=0.016,
-                adv_ramp_kimg=0.0, feat_start_kimg=0.008, feat_ramp_kimg=0.016, r1_interval=2, ema_kimg=0.01, grid_rows=3, device="cpu", arch=TINY_ARCH)
-    base.update(overrides)
-    return CaeTrainConfig(**base)
-
+from trainer_cases import TINY_ARCH, cae_workspace
+from trainer_cases import cae_config as tiny
 
 # --------------------------------------------------------------------------- config
 
@@ -184,45 +174,22 @@ def test_the_objective_learns_identity_swap_on_a_toy():
 
 @pytest.fixture()
 def cae_ws(tmp_path):
-    ws = make_workspace(tmp_path / "ws", n_patients=8, per_patient=3, size=32)
-    torch.manual_seed(0)
-    save_embedder(ws.embedder_dir, Embedder(backbone="resnet10t", embedding_dim=8, image_size=16))
-    ids = load_manifest(ws.manifest_path)["image_id"]
-    emb = np.random.default_rng(0).normal(size=(len(ids), 8)).astype(np.float32)
-    EmbeddingTable(emb / np.linalg.norm(emb, axis=1, keepdims=True), ids).save(ws.embeddings_path)
-    return ws
+    return cae_workspace(tmp_path / "ws")
 
 
-def test_training_writes_the_pair_and_resumes_exactly(cae_ws, tmp_path):
-    import shutil
-
-    cfg = tiny()
-    straight = train_cae(cae_ws, cfg, progress=False)
-    assert straight.finished and straight.steps == 6
-    G_straight = load_checkpoint(cae_ws.gan_dir, "G_ema")[0]
-    E_straight = load_checkpoint(cae_ws.gan_dir, "E_ema", meta_name="encoder")[0]
+def test_training_writes_the_pair_and_refuses_a_changed_resume(cae_ws):
+    result = train_cae(cae_ws, tiny(), progress=False)
+    assert result.finished and result.steps == 6
     for name in ("samples.png", "train_config.json", "train_log.jsonl"):
         assert (cae_ws.gan_dir / name).is_file()
-    assert any(r.get("event") == "tick" and "loss/D" in r for r in read_jsonl(cae_ws.gan_dir / "train_log.jsonl"))
+    records = read_jsonl(cae_ws.gan_dir / "train_log.jsonl")
+    assert any(r.get("event") == "tick" and "loss/D" in r for r in records)
+    assert any("loss/feat" in r for r in records)
     G = load_generator(cae_ws.gan_dir)
     E = load_encoder(cae_ws.gan_dir)
     assert G.z_dim == E.cfg.n_dim == 4 and G.img_resolution == 16
-
-    other = type(cae_ws)(shutil.copytree(cae_ws.root, tmp_path / "resumed"))
-    shutil.rmtree(other.gan_dir)
-    first = train_cae(other, cfg, progress=False, stop_after_kimg=0.024)
-    assert not first.finished and first.steps == 3
-    second = train_cae(other, cfg, progress=False)
-    assert second.finished and second.resumed_from == 3 and second.steps == 6
-    G_res = load_checkpoint(other.gan_dir, "G_ema")[0]
-    E_res = load_checkpoint(other.gan_dir, "E_ema", meta_name="encoder")[0]
-    for a, b in ((G_straight, G_res), (E_straight, E_res)):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert torch.equal(a[k], b[k]), k
     with pytest.raises(TrainingError, match="different config"):
-        train_cae(other, tiny(kimg=0.096, lr=0.001), progress=False)
-    assert any("loss/feat" in r for r in read_jsonl(other.gan_dir / "train_log.jsonl"))
+        train_cae(cae_ws, tiny(kimg=0.096, lr=0.001), progress=False)
 
 
 def test_a_state_from_before_an_option_existed_resumes_with_its_default(cae_ws):

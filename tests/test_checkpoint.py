@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import pickle
 import random
@@ -20,6 +19,7 @@ from reid_core.checkpoint import (
     save_embedder, save_state,
 )
 from reid_core.errors import CheckpointError, CxrReidError
+from exact_compare import assert_same
 
 
 def sample_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -36,27 +36,6 @@ def sample_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
         "empty": torch.zeros(0, 4),
         "strided": torch.randn(4, 6, generator=g).t(),  # non-contiguous
     }
-
-
-def assert_same(a, b, path="root"):
-    """Exact structural equality: types, dict order, dtypes, values (NaN == NaN)."""
-    assert type(a) is type(b), f"{path}: {type(a)} vs {type(b)}"
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), path
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and np.array_equal(a, b), path
-    elif isinstance(a, dict):
-        assert list(a) == list(b), f"{path}: keys {list(a)} vs {list(b)}"
-        for k in a:
-            assert_same(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{path}/{i}")
-    elif isinstance(a, float) and math.isnan(a):
-        assert math.isnan(b), path
-    else:
-        assert a == b, f"{path}: {a!r} vs {b!r}"
 
 
 @pytest.fixture()

@@ -1,4 +1,5 @@
-"""GAN training: config, outputs, exact resume, refusals, unconditional mode, CLI and 2-process DDP."""
+"""GAN training: config, outputs, refusals, unconditional mode, CLI and 2-process DDP (exact resume:
+test_run_loop.py)."""
 from __future__ import annotations
 
 import argparse
@@ -29,30 +30,11 @@ from reid_core.embed import EmbeddingTable
 from reid_core.errors import TrainingError, WorkspaceError
 from reid_core.train.runlog import read_jsonl
 from reid_core.workspace import Workspace
-from train_fixtures import make_workspace
+from trainer_cases import C_DIM, gan_workspace
+from trainer_cases import gan_config as tiny
 
 REPO = Path(__file__).resolve().parents[1]
-C_DIM = 8
 
-
-
-def gan_workspace(root: Path, embeddings: bool = True) -> Workspace:
-    """12 images (6 patients × 2) in a 32 px store; random 8-d 'identity embeddings' for all of them."""
-    ws = make_workspace(root, n_patients=6, per_patient=2, size=32)
-    if embeddings:
-        ids = load_manifest(ws.manifest_path)["image_id"]
-        emb = np.random.default_rng(0).normal(size=(len(ids), C_DIM)).astype(np.float32)
-        EmbeddingTable(emb, ids).save(ws.embeddings_path)
-    return ws
-
-
-def tiny(**overrides) -> GanTrainConfig:
-    """tiny preset at 16 px (resized from the 32 px store), batch 4 (4 steps = 0.016 kimg), every phase often."""
-    base = dict(preset="tiny", res=16, batch=4, kimg=0.024, tick_kimg=0.008, snapshot_kimg=0.016, r1_interval=2,
-                pl_weight=1.0, pl_interval=3, ada_interval=2, ada_kimg=0.05, ema_kimg=0.01, cond_ramp_kimg=0.02,
-                grid_rows=3, grid_cols=4, device="cpu")
-    base.update(overrides)
-    return GanTrainConfig(**base)
 
 
 # --------------------------------------------------------------------------- config
@@ -135,43 +117,6 @@ def test_training_writes_loadable_outputs_and_refuses_changed_resume(tmp_path):
     assert again.finished and again.engine is None and again.steps == 6
     with pytest.raises(TrainingError, match=r"lr_g: 0\.0025 → 0\.001.*--no-resume"):
         train_gan(ws, tiny(kimg=0.032, lr_g=0.001), progress=False)
-
-
-def _final_state(result) -> dict[str, torch.Tensor]:
-    e = result.engine
-    out = {f"G_ema.{k}": v for k, v in e.G_ema.state_dict().items()}
-    out.update({f"D.{k}": v for k, v in e.D.state_dict().items()})
-    out.update({f"optD.{i}.{k}": v for i, s in e.opt_D.state_dict()["state"].items() for k, v in s.items()})
-    return out
-
-
-def _as_written_before_typed_arch(state_json: Path) -> None:
-    """Rewrite a resume state's config as runs wrote it when ``arch`` was a dict of only the set overrides."""
-    record = json.loads(state_json.read_text())
-    config = dict(record["meta"]["state"]["__dict__"])["config"]["__dict__"]
-    arch = next(pair for pair in config if pair[0] == "arch")
-    assert all(v is None for _, v in arch[1]["__dict__"])  # tiny() sets no override
-    arch[1] = {"__dict__": []}
-    state_json.write_text(json.dumps(record))
-
-
-def test_resume_after_a_stop_is_bit_identical(tmp_path):
-    cfg = tiny(kimg=0.028)  # 7 steps: R1 on even steps, path length every 3rd, ADA every 2nd
-    straight = train_gan(gan_workspace(tmp_path / "a"), cfg, progress=False)
-    ws = gan_workspace(tmp_path / "b")
-    first = train_gan(ws, cfg, progress=False, stop_after_kimg=0.012)  # stops after step 3, mid-interval
-    assert not first.finished and first.steps == 3
-    _as_written_before_typed_arch(ws.gan_dir / "resume" / "state.json")
-    resumed = train_gan(ws, cfg, progress=False)
-    assert resumed.finished and resumed.resumed_from == 3 and resumed.steps == 7
-    a, b = _final_state(straight), _final_state(resumed)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    assert straight.engine.loss.pl_mean.item() == resumed.engine.loss.pl_mean.item()
-    assert straight.engine.ada.state_dict() == resumed.engine.ada.state_dict()
-    steps = [r["step"] for r in read_jsonl(ws.gan_dir / "train_log.jsonl") if r["event"] == "tick"]
-    assert steps == [2, 3, 4, 6, 7]  # the stop logged step 3; nothing is duplicated
 
 
 def test_missing_or_stale_embeddings_are_refused_unless_unconditional(tmp_path):

@@ -16,24 +16,15 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.data.data_manager import DATA_ROOT, external_data_sources
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from reid_core.data import dicom as dicom_mod
 from reid_core.data.dicom import read_dicom_header
 from reid_core.data.io import load_image, load_image_with_meta
 from reid_core.errors import ImageLoadError
+from dicom_corpus import corpus_files  # tests/ is on sys.path under pytest
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about many odd corpus files
-
-
-def corpus_files() -> list[Path]:
-    """Every file bundled with pydicom (test files, charsets, palettes) and in pydicom-data."""
-    root = Path(DATA_ROOT)
-    files = [p for sub in ("test_files", "charset_files", "palettes") for p in sorted((root / sub).rglob("*"))]
-    for source in external_data_sources().values():
-        files += sorted(Path(p) for p in source.get_paths("**/*", 0))
-    return [p for p in files if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]
 
 
 CORPUS = corpus_files()

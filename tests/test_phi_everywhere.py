@@ -34,7 +34,7 @@ from reid_core.ui.tables import display_frame, neighbour_table, selection_csv
 from reid_core.workspace import Workspace
 
 from fixtures_datasets import write_dicom
-from test_app import APP, PAGES
+from test_app import each_page
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -135,16 +135,7 @@ def rendered_text(at: AppTest) -> str:
 
 
 def visit_every_page(ws: Workspace) -> dict[str, str]:
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.session_state["workspace"] = str(ws.root)
-    at.run()
-    seen = {}
-    for page, script in PAGES.items():
-        if page != "overview":
-            at.switch_page(script).run()
-        assert not at.exception, (page, [e.value for e in at.exception])
-        seen[page] = rendered_text(at)  # the tree holds the sidebar too
-    return seen
+    return {page: rendered_text(at) for page, at in each_page(ws)}  # the tree holds the sidebar too
 
 
 def assert_no_phi(texts: dict[str, str]) -> None:

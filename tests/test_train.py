@@ -1,4 +1,5 @@
-"""Training: config, augmentation, sampler, refusals, losses, learning, checkpoints, exact resume, CLI."""
+"""Training: config, augmentation, sampler, refusals, losses, learning, checkpoints, CLI (exact resume:
+test_run_loop.py)."""
 from __future__ import annotations
 
 import argparse
@@ -182,45 +183,6 @@ def test_training_learns_and_writes_a_loadable_checkpoint(tmp_path):
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     again = train_embedder(ws, cfg, progress=False)  # finished: nothing to do
     assert again.steps == 60 and again.model is None and again.resumed_from == 60
-
-
-def _final_state(ws) -> dict:
-    return embedder_resume(ws.embedder_dir).load()
-
-
-@pytest.mark.parametrize("overrides", [
-    {},
-    {"loss": "contrastive_xbm", "grad_accum": 2, "model": None, "val_every": 2, "num_workers": 2},
-    {"loss": "proxy_anchor", "val_every": 2},
-])
-def test_resume_after_interruption_is_bit_identical(tmp_path, overrides):
-    if "model" in overrides:  # dropout + drop-path draw from the global RNG
-        from reid_core.model import EmbedderConfig
-        overrides["model"] = EmbedderConfig(backbone="resnet10t", embedding_dim=16, dropout=0.2,
-                                            drop_path_rate=0.1)
-    cfg = tiny_config(max_steps=6, **overrides)
-    straight = make_workspace(tmp_path / "a", n_patients=16)
-    train_embedder(straight, cfg, progress=False)
-    interrupted = make_workspace(tmp_path / "b", n_patients=16)
-    first = train_embedder(interrupted, cfg, progress=False, stop_after_steps=3)
-    assert first.steps == 3 and not first.finished
-    second = train_embedder(interrupted, cfg, progress=False)
-    assert second.resumed_from == 3 and second.steps == 6 and second.finished
-    a, b = _final_state(straight), _final_state(interrupted)
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        assert all(torch.equal(pa[k], pb[k]) for k in pa)
-    if a["objective"][0] is not None and "embedding_memory" in a["objective"][0]:
-        assert torch.equal(a["objective"][0]["embedding_memory"], b["objective"][0]["embedding_memory"])
-    if overrides.get("loss") == "proxy_anchor":  # the proxies are trained, saved and restored
-        pa, pb = a["objective"][0]["parameters"], b["objective"][0]["parameters"]
-        assert pa.keys() == pb.keys() == {"proxies"}
-        assert torch.equal(pa["proxies"], pb["proxies"])
-        assert len(a["optimizer"]["param_groups"]) == 3
-    steps = [r["step"] for r in read_jsonl(interrupted.embedder_dir / "train_log.jsonl") if r["event"] == "train"]
-    assert steps == [2, 4, 6]  # no duplicated records
 
 
 def test_sigint_saves_resume_state_and_raises(tmp_path, monkeypatch):

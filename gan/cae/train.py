@@ -10,7 +10,8 @@ Writes into ``workspace.gan_dir``::
 
 Checkpoints, samples and the resume state are written together every
 ``snapshot_kimg``, at the end, at ``stop_after_kimg`` and on SIGINT/SIGTERM
-(which then raise KeyboardInterrupt). Each step reseeds the global torch RNG
+(which then raise KeyboardInterrupt) — the shared step loop
+(:mod:`gan.runloop` over :mod:`reid_core.train.run_loop`) fires these. Each step reseeds the global torch RNG
 from ``(seed, step)`` and reads the batch :class:`~gan.cae.data.PairSampler`
 assigns to ``(seed, step)``, so training N steps straight equals training k
 steps, resuming and training N − k more (bit for bit on CPU).
@@ -26,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from gan.cae.config import RESUMABLE_CHANGES, CaeTrainConfig
 from gan.cae.data import PairData, PairSampler, load_pair_data
@@ -36,13 +36,13 @@ from gan.cae.io import E_META_NAME, E_NAME, save_cae
 from gan.data import RealStream, to_model_images
 from gan.io import G_NAME, META_NAME
 from gan.resume import GanProgress
-from gan.runloop import kimg_bar, run_kimg_loop
+from gan.runloop import KimgTrainer
 from gan.snapshot import SAMPLES_NAME, save_png_atomic, tile_grid
-from reid_core.errors import CheckpointError, TrainingError, WorkspaceError
+from reid_core.device import training_device
+from reid_core.errors import CheckpointError, WorkspaceError
 from reid_core.train.runlog import JsonlLog, write_json_atomic
-from reid_core.train.signals import StopRequest
 from reid_core.train.state import ResumeFolder
-from reid_core.train.window import StatsWindow, derive_seed
+from reid_core.train.window import derive_seed
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -65,14 +65,6 @@ class CaeTrainResult:
     s_per_kimg: float
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' asked for but no CUDA device is available")
-    return torch.device(name)
-
-
 def _load_embedder(ws: Workspace):  # noqa: ANN202 - Embedder, imported lazily
     from reid_core.checkpoint import load_embedder
 
@@ -82,10 +74,10 @@ def _load_embedder(ws: Workspace):  # noqa: ANN202 - Embedder, imported lazily
         raise WorkspaceError(f"the autoencoder's identity cycle needs the workspace's embedder: {exc}") from None
 
 
-class _Session:
+class _Session(KimgTrainer):
     def __init__(self, ws: Workspace, cfg: CaeTrainConfig, resume: bool, progress_bar: bool) -> None:
         self.ws, self.cfg, self.out = ws, cfg, ws.gan_dir
-        self.device = _device(cfg.device)
+        self.device = training_device(cfg.device)
         self.pairs: PairData = load_pair_data(ws, cfg.res, cfg.splits)
         data = self.pairs.data
         self.resume = ResumeFolder(self.out / "resume", "autoencoder", CaeTrainConfig, RESUMABLE_CHANGES)
@@ -170,14 +162,7 @@ class _Session:
                 G(mu, c[nxt2], noise_mode="const"), G(prior, c, noise_mode="const")]
         return tile_grid(torch.stack(cols, dim=1))
 
-    # ---------------------------------------------------------------- the loop
-    @property
-    def total_nimg(self) -> int:
-        return int(round(self.cfg.kimg * 1000))
-
-    def finished(self) -> bool:
-        return self.progress.cur_nimg >= self.total_nimg
-
+    # ---------------------------------------------------------------- the loop's hooks
     def train_step(self, images: torch.Tensor, positions: torch.Tensor) -> dict[str, torch.Tensor]:
         p, cfg = self.progress, self.cfg
         torch.manual_seed(derive_seed(cfg.seed, _SEED_STEP, p.step, 0))
@@ -187,27 +172,14 @@ class _Session:
         p.cur_nimg += cfg.batch
         return stats
 
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
+    def batches(self) -> RealStream:
+        return RealStream(self.pairs.data, self.sampler, self.progress.step)
 
-    def run(self, stop_after_kimg: float | None, stopper: StopRequest) -> str:
-        """Train until the budget, ``stop_after_kimg`` or a signal; returns ``finished`` or ``stopped``."""
-        bar = kimg_bar(self.cfg, self.progress, "train-cae", self.show_bar)
-        stream = RealStream(self.pairs.data, self.sampler, self.progress.step)
-        try:
-            return run_kimg_loop(self, stream, stop_after_kimg, lambda: stopper.requested, bar)
-        finally:
-            stream.close()
-            bar.close()
-
-    def log_tick(self, window: StatsWindow, bar: tqdm) -> None:
-        p = self.progress
-        record = {"event": "tick", "step": p.step, "kimg": round(p.kimg, 6), **window.flush(),
-                  "elapsed_s": round(p.elapsed_s, 3)}
+    def log(self, stats: dict[str, float]) -> dict[str, str]:
+        record = self.tick_record(stats)
         self.log_file.write(record)
-        bar.set_postfix(l1=f"{record.get('loss/l1', math.nan):.3f}", id=f"{record.get('loss/id', math.nan):.3f}",
-                        s_kimg=f"{record['s_per_kimg']:.1f}")
+        return {"l1": f"{record.get('loss/l1', math.nan):.3f}", "id": f"{record.get('loss/id', math.nan):.3f}",
+                "s_kimg": f"{record['s_per_kimg']:.1f}"}
 
 
 def train_cae(workspace: Workspace | str | Path, config: CaeTrainConfig, resume: bool = True,
@@ -231,8 +203,7 @@ def train_cae(workspace: Workspace | str | Path, config: CaeTrainConfig, resume:
         return CaeTrainResult(ws.gan_dir, p.step, p.kimg, True, resumed_from, p.elapsed_s, 0.0)
     session.log_file.start(resumed_from)
     session.write_run_config()
-    with StopRequest().installed() as stopper:
-        outcome = session.run(stop_after_kimg, stopper)
+    outcome = session.run_kimg(stop_after_kimg, "train-cae", session.show_bar)
     summary = session.stats_summary()
     return CaeTrainResult(ws.gan_dir, p.step, p.kimg, outcome == "finished", resumed_from, p.elapsed_s,
                           float(summary["s_per_kimg"]))

@@ -4,8 +4,9 @@ Modules, one concept each: ``config`` (typed options), ``augment`` (batched CXR
 augmentation), ``sampler`` (deterministic m-per-patient batches), ``data``
 (store rows → batches), ``losses`` (PML loss + miner + memory), ``optim``
 (AdamW + warm-up/cosine), ``distributed`` (torchrun/DDP), ``state`` (exact
-resume), ``validate`` (mAP@R), ``runlog`` (JSONL log, atomic JSON), ``loop``
-(the training loop), ``cli`` (the ``train`` subcommand).
+resume), ``validate`` (mAP@R), ``runlog`` (JSONL log, atomic JSON), ``run_loop``
+(the step loop every trainer runs in: log, evaluate, save, slices, signals),
+``loop`` (the embedder's step and outputs), ``cli`` (the ``train`` subcommand).
 """
 from typing import Any
 

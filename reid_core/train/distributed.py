@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from reid_core.errors import TrainingError
+from reid_core.device import training_device
 
 log = logging.getLogger(__name__)
 
@@ -97,24 +97,12 @@ class DistContext:
             dist.destroy_process_group()
 
 
-def _pick_device(preference: str, local_rank: int) -> torch.device:
-    if preference == "cpu":
-        return torch.device("cpu")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' was asked for but torch sees no CUDA GPU "
-                            f"(torch {torch.__version__}); use --device cpu or auto")
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
 def init_distributed(device: str = "auto") -> DistContext:
     """The DistContext of this process, initialising the process group when launched by torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _pick_device(device, local_rank)
+    dev = training_device(device, local_rank)
     if world_size <= 1:
         return DistContext(0, 1, 0, dev)
     owns = False

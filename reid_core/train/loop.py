@@ -1,4 +1,8 @@
-"""The training loop: :func:`train_embedder` turns a workspace + :class:`TrainConfig` into ``embedder/``.
+"""The embedder trainer: :func:`train_embedder` turns a workspace + :class:`TrainConfig` into ``embedder/``.
+
+Its step and outputs run in the shared step loop (:mod:`reid_core.train.run_loop`):
+a train line every ``log_every`` steps, validation (and with it the resume state)
+every ``val_every`` steps and at the end.
 
 Writes (rank 0 only)::
 
@@ -13,8 +17,8 @@ global torch RNG (dropout, drop-path) and the augmentation generator from
 (seed, step, micro-step, rank). Training N steps straight therefore equals
 (bit for bit on CPU, one process) training k steps, stopping, and resuming.
 
-Interruption: SIGINT/SIGTERM finish the current step, save the resume state and
-raise KeyboardInterrupt (a second SIGINT aborts at once); ``stop_after_steps``
+Interruption: SIGINT/SIGTERM finish the current step, log, save the resume state
+and raise KeyboardInterrupt (a second SIGINT aborts at once); ``stop_after_steps``
 ends a session the same way but returns normally.
 """
 from __future__ import annotations
@@ -28,13 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from reid_core import artefact_names as names
 from reid_core.checkpoint import save_embedder
+from reid_core.device import autocast_context
 from reid_core.errors import TrainingError
 from reid_core.model import Embedder, load_init_weights
 from reid_core.train.augment import augment_batch
@@ -43,12 +46,12 @@ from reid_core.train.data import BatchDataset, TrainingData, iterate_batches, lo
 from reid_core.train.distributed import DistContext, init_distributed
 from reid_core.train.losses import build_objective
 from reid_core.train.optim import build_optimizer, build_scheduler, match_state_layout
+from reid_core.train.run_loop import LoopTrainer, Schedule, run_loop
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.sampler import PatientBatchSampler
-from reid_core.train.signals import StopRequest
-from reid_core.train.window import StatsWindow, derive_seed
 from reid_core.train.state import Progress, embedder_resume
-from reid_core.train.validate import autocast_context, validate
+from reid_core.train.validate import validate
+from reid_core.train.window import derive_seed
 from reid_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -75,11 +78,12 @@ class TrainResult:
     model: Embedder | None = field(default=None, repr=False)
 
 
-class _Trainer:
+class _Trainer(LoopTrainer):
     """One training session; built by :func:`train_embedder`."""
 
     def __init__(self, workspace: Workspace, config: TrainConfig, ctx: DistContext, progress_bar: bool) -> None:
         self.ws, self.ctx, self.show_bar = workspace, ctx, progress_bar and ctx.is_main
+        self.device = ctx.device
         self.out = workspace.embedder_dir
         self.data: TrainingData = load_training_data(workspace, config.image_size, config.seed,
                                                      config.val_max_patients,
@@ -97,6 +101,8 @@ class _Trainer:
                 f"batch(es) of {self.sampler.batch_size} images per process per epoch, fewer than grad_accum="
                 f"{cfg.grad_accum} × {ctx.world_size} process(es) need for one step; lower batch_size or grad_accum")
         self.total_steps = int(min(cfg.max_steps or math.inf, cfg.epochs * self.steps_per_epoch))
+        self.images_per_step = self.sampler.batch_size * cfg.grad_accum * ctx.world_size
+        self.lr = cfg.lr
         self.amp = cfg.amp and dev.type == "cuda"
         torch.manual_seed(cfg.seed)
         try:
@@ -236,79 +242,55 @@ class _Trainer:
         p = self.progress
         return round(p.images_seen / p.train_time_s, 2) if p.train_time_s > 0 else 0.0
 
-    # ---------------------------------------------------------------- the loop
+    # ---------------------------------------------------------------- the loop's hooks
+    def position(self) -> int:
+        return self.progress.step
+
     def finished(self) -> bool:
         return self.progress.stopped_early or self.progress.step >= self.total_steps
 
-    def run(self, stop_after_steps: int | None, stopper: StopRequest) -> str:
-        """Train until the budget, early stop, ``stop_after_steps`` or a signal; returns why it ended."""
-        cfg, p = self.cfg, self.progress
-        bar = tqdm(total=self.total_steps, initial=p.step, disable=not self.show_bar, unit="step",
-                   desc="train", dynamic_ncols=True)
-        window, session_steps = StatsWindow(), 0
-        try:
-            while not self.finished():
-                if p.step_in_epoch >= self.steps_per_epoch:
-                    p.epoch, p.step_in_epoch = p.epoch + 1, 0
-                a = cfg.grad_accum
-                batches = self.sampler.epoch_batches(p.epoch)[p.step_in_epoch * a:self.steps_per_epoch * a]
-                dataset = BatchDataset(self.data.store_path, self.data.train_rows, self.data.train_labels, batches)
-                batch_iter = iterate_batches(dataset, cfg.num_workers, pin_memory=self.ctx.device.type == "cuda")
-                try:
-                    while p.step_in_epoch < self.steps_per_epoch and not self.finished():
-                        self.timed_step(batch_iter, window, bar)
-                        session_steps += 1
-                        if self.after_step(stopper, stop_after_steps is not None
-                                           and session_steps >= stop_after_steps):
-                            return "stopped"
-                finally:
-                    batch_iter.close()
-            return "early_stop" if p.stopped_early else "finished"
-        finally:
-            bar.close()
+    def batches(self) -> Iterator[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """``grad_accum`` batches per step, epoch after epoch from the current position (a new epoch starts
+        only when a step asks for it)."""
+        p, a = self.progress, self.cfg.grad_accum
+        while True:
+            if p.step_in_epoch >= self.steps_per_epoch:
+                p.epoch, p.step_in_epoch = p.epoch + 1, 0
+            batches = self.sampler.epoch_batches(p.epoch)[p.step_in_epoch * a:self.steps_per_epoch * a]
+            dataset = BatchDataset(self.data.store_path, self.data.train_rows, self.data.train_labels, batches)
+            batch_iter = iterate_batches(dataset, self.cfg.num_workers, pin_memory=self.device.type == "cuda")
+            try:
+                while p.step_in_epoch < self.steps_per_epoch:
+                    yield [next(batch_iter) for _ in range(a)]
+            finally:
+                batch_iter.close()
 
-    def timed_step(self, batch_iter: Iterator, window: StatsWindow, bar: tqdm) -> None:
-        """Read ``grad_accum`` batches, train one step, account time and images, log every ``log_every``."""
-        cfg, p = self.cfg, self.progress
-        images = self.sampler.batch_size * cfg.grad_accum * self.ctx.world_size
-        t0 = time.perf_counter()
-        micro = [next(batch_iter) for _ in range(cfg.grad_accum)]
-        t1 = time.perf_counter()
-        lr = self.optimizer.param_groups[0]["lr"]
-        window.add({"loss": self.train_step(micro)})
-        p.step, p.step_in_epoch, p.images_seen = p.step + 1, p.step_in_epoch + 1, p.images_seen + images
-        if self.ctx.device.type == "cuda" and p.step % cfg.log_every == 0:
-            torch.cuda.synchronize()  # make the logged throughput true (steps are asynchronous in between)
-        dt = time.perf_counter() - t0
-        p.train_time_s += dt
-        p.elapsed_s += dt
-        window.add_time(dt, images, wait_s=t1 - t0)
-        bar.update(1)
-        if p.step % cfg.log_every == 0 or p.step >= self.total_steps:
-            self._log_train(window, lr, bar)
-
-    def after_step(self, stopper: StopRequest, end_session: bool) -> bool:
-        """Validate/save when due; raise KeyboardInterrupt after saving on a signal; True to end the session."""
-        p, ctx = self.progress, self.ctx
-        interrupted = ctx.any_flag(stopper.requested)
-        t0 = time.perf_counter()
-        if p.step % self.cfg.val_every == 0 or p.step >= self.total_steps:
-            self.validate_and_track()
-            self.save()
-        elif interrupted or end_session:
-            self.save()
-        p.elapsed_s += time.perf_counter() - t0
-        if interrupted:
-            raise KeyboardInterrupt
-        return end_session and not self.finished()
-
-    def _log_train(self, window: StatsWindow, lr: float, bar: tqdm) -> None:
+    def step(self, micro: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
         p = self.progress
-        stats = window.flush()
+        self.lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses (logged)
+        loss = self.train_step(micro)
+        p.step, p.step_in_epoch = p.step + 1, p.step_in_epoch + 1
+        p.images_seen += self.images_per_step
+        return {"loss": loss}
+
+    def evaluate(self) -> None:
+        self.validate_and_track()
+
+    def log(self, stats: dict[str, float]) -> dict[str, str]:
+        p = self.progress
         record = {"event": "train", "step": p.step, "epoch": p.epoch, "loss": stats.get("loss", math.nan),
-                  "images_per_sec": stats["images_per_sec"], "data_wait_frac": stats["data_wait_frac"], "lr": lr}
+                  "images_per_sec": stats["images_per_sec"], "data_wait_frac": stats["data_wait_frac"],
+                  "lr": self.lr}
         self.log_file.write(record)
-        bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_sec']:.1f}")
+        return {"loss": f"{record['loss']:.4f}", "img_s": f"{record['images_per_sec']:.1f}"}
+
+    def run(self, stop_after_steps: int | None) -> str:
+        """Train until the budget, early stop, ``stop_after_steps`` or a signal; returns why it ended."""
+        cfg = self.cfg
+        schedule = Schedule("step", self.total_steps, cfg.log_every, save_every=cfg.val_every,
+                            evaluate_every=cfg.val_every, stop_after=stop_after_steps)
+        outcome = run_loop(self, schedule, desc="train", show_bar=self.show_bar, agree=self.ctx.any_flag)
+        return "early_stop" if self.progress.stopped_early else outcome
 
 
 def train_embedder(workspace: Workspace | str | Path, config: TrainConfig, resume: bool = True,
@@ -342,8 +324,7 @@ def train_embedder(workspace: Workspace | str | Path, config: TrainConfig, resum
                 write_json_atomic(ws.embedder_dir / "train_config.json", trainer.cfg.to_dict())
             trainer.log_file.start(resumed_from)
             trainer.wrap_ddp()
-            with StopRequest().installed() as stopper:
-                reason = trainer.run(stop_after_steps, stopper)
+            reason = trainer.run(stop_after_steps)
             ctx.broadcast_buffers(trainer.model)  # BatchNorm statistics of the last step differ per rank
             trainer.net = trainer.model  # drop DDP (and its process-group reference) before the group goes
         p = trainer.progress

@@ -2,27 +2,16 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from reid_core.atomic import write_text_atomic
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become None (strict JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
+from reid_core.jsonfile import json_safe
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as indented JSON via a temp file + ``os.replace`` (never a half-written file)."""
-    write_text_atomic(path, json.dumps(_clean(data), indent=2, sort_keys=True, allow_nan=False))
+    write_text_atomic(path, json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False))
 
 
 class JsonlLog:
@@ -55,7 +44,7 @@ class JsonlLog:
         if not self.enabled:
             return
         with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(_clean(record), allow_nan=False) + "\n")
+            fh.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -1,22 +1,15 @@
 """Validation: embed a held-out set without augmentation and score leave-one-out retrieval (mAP@R, P@1)."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from reid_core.device import autocast_context
 from reid_core.metrics import retrieval_metrics
 from reid_core.train.data import BatchDataset, iterate_batches, to_device_float
-
-
-def autocast_context(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA when ``amp``; a no-op elsewhere."""
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()

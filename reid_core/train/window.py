@@ -1,5 +1,5 @@
-"""Run-layer helpers shared by the trainers: per-step seeds, a stats window between log lines, and the
-"crossed a multiple" test. Light on purpose: importing it loads neither timm nor pytorch-metric-learning."""
+"""Run-layer helpers shared by the trainers: per-step seeds and a stats window between log lines.
+Light on purpose: importing it loads neither timm nor pytorch-metric-learning."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,12 +10,6 @@ def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers (stable across runs and platforms)."""
     state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
-
-
-def crossed(before: int, after: int, every_kimg: float) -> bool:
-    """Whether ``[before, after)`` images crossed a multiple of ``every_kimg`` thousand."""
-    every = max(1, int(round(every_kimg * 1000)))
-    return after // every > before // every
 
 
 class StatsWindow:

@@ -46,28 +46,24 @@ def choice(options: Iterable[Any], cast: Callable[[str], Any] = str) -> Parser:
     return parse
 
 
-def int_in(low: int, high: int) -> Parser:
-    """A parser of integers in ``[low, high]``."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"{value} outside [{low}, {high}]")
-        return value
-
-    return parse
-
-
-def float_in(low: float, high: float) -> Parser:
-    """A parser of finite floats in ``[low, high]``."""
-
-    def parse(text: str) -> float:
-        value = float(text)
+def _number_in(cast: Callable[[str], float], low: float, high: float) -> Parser:
+    def parse(text: str) -> Any:
+        value = cast(text)
         if not math.isfinite(value) or not low <= value <= high:
             raise ValueError(f"{text!r} outside [{low}, {high}]")
         return value
 
     return parse
+
+
+def int_in(low: int, high: int) -> Parser:
+    """A parser of integers in ``[low, high]``."""
+    return _number_in(int, low, high)
+
+
+def float_in(low: float, high: float) -> Parser:
+    """A parser of finite floats in ``[low, high]``."""
+    return _number_in(float, low, high)
 
 
 def parse_params(params: Mapping[str, str], fields: Iterable[UrlField],
