@@ -63,11 +63,11 @@ HARD = AcquisitionRanges(
     # bedside AP films and support devices at inpatient rates: about a third of films carry a device
     # (the order of the "Support Devices" label in MIMIC-CXR / CheXpert)
     ap=(0.45, 0.8), icu=(0.55, 0.85), tube_p=(0.45, 0.5, 0.6, 0.8),
+    # what varies most between archives: source distance (magnification), collimation and vendor processing.
+    # Pose (rotation, tilt, shift, scale, inspiration) keeps the standard ranges: wider pose on top of the
+    # look-alike anatomy stalled learning (BENCHMARKS.md, "Phantom difficulty").
     collimation_p=0.4, collimation_max=0.1,
-    rotation=(3.0, 8.0), shift=(0.07, 0.18), scale=(1.05, 0.06, 0.87, 1.2), aspect=(0.97, 0.03, 0.9, 1.07),
-    obliquity=(0.015, 0.04), inspiration=(-0.08, 0.055, -0.18, 0.12),
-    kv=(0.8, 1.2), scatter=(0.04, 0.15), noise=(0.004, 0.02), blur=(0.5, 1.5), gamma_sd=0.2,
-    equalize=(0.15, 0.7), window_sd=(0.9, 0.5), soft_drift_sd=0.03,
+    kv=(0.8, 1.2), blur=(0.5, 1.5), gamma_sd=0.2, equalize=(0.15, 0.7), window_sd=(0.9, 0.5),
     extended=True, sid=(0.8, 1.2), unsharp_p=0.6, unsharp=(0.2, 1.0), unsharp_radius=(3.0, 16.0),
 )
 

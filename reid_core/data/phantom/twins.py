@@ -23,7 +23,7 @@ import numpy as np
 from reid_core.data.phantom.anatomy import PatientAnatomy
 
 N_TEMPLATES = 48
-TWIN_LAMBDA = 0.5
+TWIN_LAMBDA = 0.7
 OWN_FIELDS = frozenset({"patient", "age", "sex", "vessel_seed", "texture_seed", "marks"})
 
 
