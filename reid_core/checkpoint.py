@@ -220,6 +220,11 @@ def read_checkpoint_meta(directory: str | Path, *, meta_name: str = names.EMBEDD
     return _read_record(Path(directory), meta_name)["meta"]
 
 
+def weights_sha256(directory: str | Path, *, meta_name: str = names.EMBEDDER_META) -> str:
+    """The SHA-256 of a checkpoint's weights as its JSON record states it (the weights are not read)."""
+    return str(_read_record(Path(directory), meta_name)["weights"]["sha256"])
+
+
 def load_checkpoint(directory: str | Path, name: str = names.EMBEDDER_NAME, *, meta_name: str = names.EMBEDDER_META,
                     map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read and verify a checkpoint written by :func:`save_checkpoint`; returns ``(tensors, meta)``.

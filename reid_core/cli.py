@@ -243,18 +243,15 @@ def _cmd_shortcut_audit(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from reid_core import artefact_names as names
     from reid_core.atomic import write_text_atomic
-    from reid_core.checkpoint import load_embedder
+    from reid_core.checkpoint import load_embedder, weights_sha256
     from reid_core.data.phantom.generator import PhantomGenerator
-    from reid_core.jsonfile import read_json_object
     from reid_core.shortcut_audit import audit_report, markdown_table, shortcut_audit
 
     t0 = time.perf_counter()
     gen = PhantomGenerator(seed=args.seed, size=args.size, difficulty=args.difficulty)
     models = {str(c): load_embedder(c) for c in args.checkpoint}
-    facts = {str(c): {"checkpoint": str(c), "image_size": m.config.image_size, "weights_sha256":
-                      read_json_object(c / names.record_file(names.EMBEDDER_META)).get("weights", {}).get("sha256")}
+    facts = {str(c): {"checkpoint": str(c), "image_size": m.config.image_size, "weights_sha256": weights_sha256(c)}
              for c, m in zip(args.checkpoint, models.values())}
     tables = shortcut_audit(gen, range(args.patients), models, n_boot=args.n_boot, seed=0,
                             batch_size=args.batch_size, device=args.device, progress=not args.quiet)

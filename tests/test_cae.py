@@ -279,3 +279,67 @@ def test_a_gan_run_does_not_resume_or_silently_replace_an_autoencoder_run(cae_ws
     assert not (cae_ws.encoder_weights_path).exists()  # no orphaned encoder beside the GAN's generator
     with pytest.raises(TrainingError, match="autoencoder run"):
         train_cae(cae_ws, tiny(), progress=False)
+
+
+# --------------------------------------------------------------------------- identity through other recognisers
+
+class _LinearRecogniser(nn.Module):
+    """A frozen-able recogniser with parameters of its own (another embedding space than the condition's)."""
+
+    class config:  # noqa: N801 - mimics Embedder.config
+        image_size = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(256, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.proj(x.flatten(1)), dim=1)
+
+
+def test_the_ensemble_identity_term_trains_the_generator_not_the_recognisers():
+    torch.manual_seed(0)
+    x, c, _, patient = toy_films(4, 4)
+    cfg = tiny(batch=8, adv_weight=0.0, feat_weight=0.0, id_fraction=0.5, id_ensemble_weight=1.0)
+    recogniser = _LinearRecogniser()
+    before = [p.detach().clone() for p in recogniser.parameters()]
+    engine = CaeEngine(cfg.arch.gan_config(16, 2), EncoderConfig(16, 4, 128, 32), cfg, CentroidEmbedder(),
+                       torch.device("cpu"), recognisers=[recogniser])
+    pos = torch.from_numpy(PairSampler([np.flatnonzero(patient == p) for p in range(4)], 8, seed=0).positions(0))
+    g_before = [p.detach().clone() for p in engine.G.parameters()]
+    stats = engine.step(x[pos], c[pos], 0, 0)
+    assert 0.0 <= float(stats["loss/id_ensemble"]) <= 2.0
+    assert all(torch.equal(a, b) for a, b in zip(before, recogniser.parameters()))  # frozen
+    assert any(not torch.equal(a, b) for a, b in zip(g_before, engine.G.parameters()))
+    plain = CaeEngine(cfg.arch.gan_config(16, 2), EncoderConfig(16, 4, 128, 32), cfg, CentroidEmbedder(),
+                      torch.device("cpu"))
+    assert "loss/id_ensemble" not in plain.step(x[pos], c[pos], 0, 0)
+
+
+def test_ensemble_identity_loss_reads_the_target_films_in_each_recognisers_space():
+    from gan.cae.losses import embed_films, ensemble_identity_loss
+
+    torch.manual_seed(0)
+    x, _, _, _ = toy_films(4, 2)
+    recognisers = [_LinearRecogniser().requires_grad_(False), _LinearRecogniser().requires_grad_(False)]
+    renders = x.clone().requires_grad_(True)
+    same = ensemble_identity_loss(recognisers, renders, x)
+    other = ensemble_identity_loss(recognisers, renders, x.flip(0))
+    assert float(same.detach()) < float(other.detach())  # a render of the target film itself reads as that film
+    other.backward()
+    assert renders.grad is not None and renders.grad.abs().sum() > 0
+    assert embed_films(recognisers[0], x).shape == (8, 3)
+
+
+def test_the_judge_may_not_be_a_recogniser_of_the_generators_losses(tmp_path):
+    from gan.cae.report import refuse_judge_in_losses
+    from reid_core.checkpoint import save_embedder
+    from reid_core.model import Embedder, EmbedderConfig
+
+    torch.manual_seed(0)
+    for name in ("judge", "other"):
+        save_embedder(tmp_path / name, Embedder(EmbedderConfig(backbone="resnet10t", embedding_dim=4, image_size=32)))
+    refuse_judge_in_losses(tmp_path / "judge", [str(tmp_path / "other")])  # another recogniser: fine
+    refuse_judge_in_losses(tmp_path / "judge", [])
+    with pytest.raises(ValueError, match="cannot judge it independently"):
+        refuse_judge_in_losses(tmp_path / "judge", [str(tmp_path / "other"), str(tmp_path / "judge")])

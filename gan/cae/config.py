@@ -71,6 +71,10 @@ class CaeTrainConfig(TypedConfig):
     id_fraction: float = 0.25
     n_cycle_weight: float = 0.1
     c_noise: float = 0.02
+    # identity cycle through other frozen recognisers too (checkpoint folders; never the judge): each compares
+    # its embedding of a swapped render with its embedding of the target patient's real film
+    id_ensemble: tuple[str, ...] = ()
+    id_ensemble_weight: float = 0.5
     # perceptual reconstruction in the embedder's feature space, ramped in like the adversarial term.
     # The default start is where the shipped run turned it on (after 86 kimg of pixel losses only:
     # reconstructions had lost the ribs, and the judge with them), so a fresh run retraces it.
@@ -102,7 +106,8 @@ class CaeTrainConfig(TypedConfig):
         for name in ("kimg", "lr", "lr_d", "snapshot_kimg", "tick_kimg", "ema_kimg"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("l1_weight", "ssim_weight", "kl_weight", "id_weight", "n_cycle_weight", "c_noise",
+        for name in ("l1_weight", "ssim_weight", "kl_weight", "id_weight", "id_ensemble_weight", "n_cycle_weight",
+                     "c_noise",
                      "feat_weight", "feat_start_kimg", "feat_ramp_kimg", "adv_weight", "adv_start_kimg",
                      "adv_ramp_kimg", "r1_gamma"):
             if getattr(self, name) < 0:

@@ -16,7 +16,9 @@ films in [-1, 1] and ``c`` their (frozen, precomputed) identity embeddings:
 3. **Identity cycle** on the first ``n_swap`` rows: ``x̃ = G(n_i, c_k)`` with
    ``k`` a film of the next patient; ``L_id = 1 − cos(embedder(jitter(x̃)), c_k)``
    through the frozen embedder, and ``L_ncyc = mean (mu(E(x̃)) − mu_i)²`` keeps the
-   nuisance of a swapped render readable as the original's.
+   nuisance of a swapped render readable as the original's. With ``recognisers``
+   (``id_ensemble``), ``L_ens`` asks each of them too that ``x̃`` read as the target
+   patient's real film (:func:`~gan.cae.losses.ensemble_identity_loss`).
 4. ``L_KL = KL(N(mu, σ²) ‖ N(0, I))``, so ``n`` can be sampled from the prior.
 5. **Adversarial** (weight ramped in, :meth:`CaeTrainConfig.adv_scale`): the
    project's conditional discriminator on reals vs ``x̂`` and ``x̃``,
@@ -30,7 +32,7 @@ determine the next step exactly.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +40,7 @@ from torch import Tensor
 
 from gan.cae.config import CaeTrainConfig
 from gan.cae.encoder import EncoderConfig, NuisanceEncoder, kl_to_prior, sample_n
-from gan.cae.losses import feature_loss, identity_loss, ms_ssim_loss, noisy_condition
+from gan.cae.losses import ensemble_identity_loss, feature_loss, identity_loss, ms_ssim_loss, noisy_condition
 from gan.config import GanConfig, build_discriminator, build_generator
 from gan.loss import frozen, update_ema
 
@@ -62,7 +64,7 @@ class CaeEngine:
     """G, E, D, their EMAs and optimisers, and the frozen embedder, for one process (see module docstring)."""
 
     def __init__(self, gan_cfg: GanConfig, enc_cfg: EncoderConfig, cfg: CaeTrainConfig, embedder: "Embedder",
-                 device: torch.device) -> None:
+                 device: torch.device, recognisers: "Sequence[Embedder]" = ()) -> None:
         self.gan_cfg, self.enc_cfg, self.cfg, self.device = gan_cfg, enc_cfg, cfg, torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -72,6 +74,7 @@ class CaeEngine:
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.E_ema = copy.deepcopy(self.E).eval().requires_grad_(False)
         self.embedder = embedder.to(self.device).eval().requires_grad_(False)
+        self.recognisers = [r.to(self.device).eval().requires_grad_(False) for r in recognisers]
         self.opt_GE = torch.optim.Adam(list(self.G.parameters()) + list(self.E.parameters()), lr=cfg.lr,
                                        betas=cfg.betas, eps=1e-8)
         ratio = cfg.r1_interval / (cfg.r1_interval + 1)
@@ -120,6 +123,10 @@ class CaeEngine:
             id_l = identity_loss(self.embedder, x_swap, c_swap)
             loss = loss + cfg.id_weight * id_l
             stats["loss/id"] = id_l.detach()
+            if self.recognisers and cfg.id_ensemble_weight > 0:
+                ens_l = ensemble_identity_loss(self.recognisers, x_swap, x[other])
+                loss = loss + cfg.id_ensemble_weight * ens_l
+                stats["loss/id_ensemble"] = ens_l.detach()
             if cfg.n_cycle_weight > 0:
                 mu_swap, _ = self.E(x_swap)
                 ncyc = (mu_swap - mu[:k].detach()).square().mean()

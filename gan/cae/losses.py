@@ -92,6 +92,23 @@ def identity_loss(embedder: "Embedder", images: Tensor, c: Tensor, augment: bool
     return (1.0 - F.cosine_similarity(e.float(), c.float(), dim=1)).mean()
 
 
+@torch.no_grad()
+def embed_films(embedder: "Embedder", images: Tensor) -> Tensor:
+    """``embedder``'s embeddings of real films ``images`` (N, 1, R, R) in [-1, 1] (no augmentation, no grad)."""
+    return embedder(_embedder_input(embedder, images))
+
+
+def ensemble_identity_loss(recognisers: "list[Embedder]", images: Tensor, targets: Tensor) -> Tensor:
+    """Mean over ``recognisers`` of :func:`identity_loss` towards each one's embedding of the ``targets`` films.
+
+    Renders must read as the target patient to recognisers that never defined the condition ``c`` (their
+    own embedding spaces), so the generator cannot satisfy the identity cycle with pixel patterns only the
+    conditioning embedder responds to.
+    """
+    losses = [identity_loss(r, images, embed_films(r, targets)) for r in recognisers]
+    return torch.stack(losses).mean()
+
+
 def _embedder_input(embedder: "Embedder", images: Tensor) -> Tensor:
     """Images in [-1, 1] as the embedder reads them: [0, 1] at its training size."""
     return resize(images * 0.5 + 0.5, int(embedder.config.image_size))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -68,6 +68,17 @@ def held_out(workspace: Path, split: str, n_patients: int, resolution: int, seed
     return HeldOut(films, m["patient_id"].astype(str).to_numpy(), cond, np.asarray(ids))
 
 
+def refuse_judge_in_losses(judge_dir: Path, ensemble: Sequence[str]) -> None:
+    """ValueError when the judge's weights are among the recognisers the generator was trained against."""
+    from reid_core.checkpoint import weights_sha256
+
+    judge = weights_sha256(judge_dir)
+    for member in ensemble:
+        if weights_sha256(member) == judge:
+            raise ValueError(f"{judge_dir} is the recogniser {member} in this generator's identity loss "
+                             "(id_ensemble): it cannot judge it independently; pass another --judge")
+
+
 def evaluate_workspace_generator(workspace: Path, judge_dir: Path, n_patients: int = 100, split: str = "test",
                                  seed: int = 0) -> tuple[dict[str, Any], Path]:
     """Every figure of :mod:`gan.cae.evaluate` for the workspace's generator; returns ``(metrics, path)``."""
@@ -84,6 +95,7 @@ def evaluate_workspace_generator(workspace: Path, judge_dir: Path, n_patients: i
     t0 = time.perf_counter()
     ws = Workspace(workspace)
     G, E = load_generator(ws.gan_dir), load_encoder(ws.gan_dir)
+    refuse_judge_in_losses(judge_dir, read_checkpoint_meta(ws.gan_dir).get("train", {}).get("id_ensemble", ()))
     judges = [Judge(CONDITIONING, load_embedder(ws.embedder_dir)),
               Judge("independent judge", load_embedder(judge_dir))]
     data = held_out(ws.root, split, n_patients, G.img_resolution, seed)

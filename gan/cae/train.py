@@ -65,13 +65,15 @@ class CaeTrainResult:
     s_per_kimg: float
 
 
-def _load_embedder(ws: Workspace):  # noqa: ANN202 - Embedder, imported lazily
+def _load_embedder(ws: Workspace, directory: Path | None = None):  # noqa: ANN202 - Embedder, imported lazily
+    """The workspace's embedder (the condition), or the recogniser in ``directory`` (``id_ensemble``)."""
     from reid_core.checkpoint import load_embedder
 
+    what = "the workspace's embedder" if directory is None else f"the recogniser {directory}"
     try:
-        return load_embedder(ws.embedder_dir)
+        return load_embedder(directory or ws.embedder_dir)
     except CheckpointError as exc:
-        raise WorkspaceError(f"the autoencoder's identity cycle needs the workspace's embedder: {exc}") from None
+        raise WorkspaceError(f"the autoencoder's identity cycle needs {what}: {exc}") from None
 
 
 class _Session(KimgTrainer):
@@ -85,7 +87,8 @@ class _Session(KimgTrainer):
         self.gan_cfg = cfg.arch.gan_config(data.resolution, data.c_dim)
         self.enc_cfg = EncoderConfig(resolution=data.resolution, n_dim=cfg.arch.n_dim,
                                      channel_base=cfg.arch.e_channel_base, channel_max=cfg.arch.e_channel_max)
-        self.engine = CaeEngine(self.gan_cfg, self.enc_cfg, cfg, _load_embedder(ws), self.device)
+        self.engine = CaeEngine(self.gan_cfg, self.enc_cfg, cfg, _load_embedder(ws), self.device,
+                                [_load_embedder(ws, Path(p)) for p in cfg.id_ensemble])
         self.progress = GanProgress()
         self.sampler = PairSampler(self.pairs.groups, cfg.batch, cfg.seed)
         self.c_pool = torch.from_numpy(data.conditions).to(self.device)
