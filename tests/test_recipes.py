@@ -23,10 +23,10 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_recipe_then_set_then_flags():
-    config = config_from_args(_args("--recipe", "cpu", "--set", "lr=5e-4", "--max-steps", "7"))
-    assert config.loss == "proxy_anchor" and config.model.backbone == "resnet18" and config.image_size == 96
+    config = config_from_args(_args("--recipe", "cpu-pairs", "--set", "lr=5e-4", "--max-steps", "7"))
+    assert config.loss == "multi_similarity" and config.model.backbone == "resnet18" and config.image_size == 96
     assert config.lr == 5e-4 and config.max_steps == 7
-    assert config_from_args(_args("--recipe", "cpu-pairs")).loss == "multi_similarity"
+    assert config_from_args(_args("--recipe", "gpu")).model.backbone == "efficientnet_b3"
 
 
 def test_unknown_recipe_is_a_training_error():

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_EXAMPLES = """examples:
   cxr-reid train --workspace ws/nih
-  cxr-reid train --workspace ws/phantom --recipe cpu                          (the CPU recipe the demo ships)
+  cxr-reid train --workspace ws/phantom --recipe cpu-pairs                    (the CPU recipe the demo ships)
   cxr-reid train --workspace ws/nih --config train.json --set lr=1e-3 --set model.embedding_dim=32
   cxr-reid train --workspace ws/phantom --set model.backbone=resnet18 --set loss=multi_similarity --max-steps 2000
   torchrun --nproc_per_node 4 -m reid_core.train --workspace ws/nih        (multi-GPU; add --nnodes for more hosts)
@@ -28,8 +28,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     """Add the ``train`` options to ``parser`` (returns it)."""
     parser.add_argument("--workspace", required=True, type=Path, help="workspace folder (prepared images)")
     parser.add_argument("--config", type=Path, help="TrainConfig as JSON (YAML when PyYAML is installed)")
-    parser.add_argument("--recipe", help="a documented recipe applied before --set: "
-                                         "cpu (the shipped CPU embedder), cpu-pairs (the earlier one), gpu")
+    parser.add_argument("--recipe", help="a documented recipe applied before --set: cpu-pairs (the shipped "
+                                         "CPU embedder's), gpu (EfficientNet-B3 at 256 px)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one option, e.g. lr=1e-3, model.embedding_dim=32, augment.hflip=true "
                              "(repeatable)")

@@ -5,9 +5,8 @@ defaults are overridden by ``--set``; ``scripts/train_demo.sh`` and
 ``benchmarks/bench_recipe.py`` use the same names, so what the README documents
 is what ships and what is measured.
 
-* ``cpu-pairs``: the first CPU recipe (ResNet-18, 96 px, multi-similarity
-  loss and miner on batches of 16 patients × 4 films).
-* ``cpu``: the current CPU recipe (see BENCHMARKS.md, "Embedder recipes").
+* ``cpu-pairs``: the CPU recipe of the shipped embedder (ResNet-18, 96 px,
+  multi-similarity loss and miner on batches of 16 patients × 4 films).
 * ``gpu``: the product configuration (EfficientNet-B3 at 256 px; prepare with ``--size 256``).
 """
 from __future__ import annotations
@@ -18,7 +17,6 @@ _CPU_BASE = ("model.backbone=resnet18", "model.embedding_dim=64", "image_size=96
 
 RECIPES: dict[str, tuple[str, ...]] = {
     "cpu-pairs": (*_CPU_BASE, "loss=multi_similarity", "epochs=40", "early_stop_patience=8"),
-    "cpu": (*_CPU_BASE, "loss=proxy_anchor", "epochs=40", "early_stop_patience=8"),
     "gpu": ("model.backbone=efficientnet_b3", "image_size=256", "loss=multi_similarity"),
 }
 
