@@ -42,9 +42,9 @@ from gan.train_config import GanTrainConfig
 from reid_core import artefact_names as names
 from reid_core.device import resolve_device, synchronize
 from reid_core.errors import TrainingError
-from reid_core.train.distributed import DistContext, init_distributed
+from reid_core.train.distributed import DistContext
 from reid_core.train.runlog import JsonlLog
-from reid_core.train.session import check_stop_after, run_session
+from reid_core.train.session import check_stop_after, run_in_job
 from reid_core.train.window import derive_seed
 from reid_core.workspace import Workspace
 
@@ -186,14 +186,13 @@ def train_gan(workspace: Workspace | str | Path, config: GanTrainConfig, resume:
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     check_stop_after("stop_after_kimg", stop_after_kimg, "kimg")
-    with init_distributed(config.device) as ctx:
-        session = _Session(ws, config, ctx, resume, progress)
-        outcome = run_session(session, stop_after_kimg)
-        p = session.progress
-        return GanTrainResult(gan_dir=ws.gan_dir, steps=p.step, kimg=p.kimg, total_kimg=config.kimg,
-                              finished=outcome.finished, resumed_from=outcome.resumed_from, elapsed_s=p.elapsed_s,
-                              s_per_kimg=session.s_per_kimg(), augment_p=session.engine.augment_p,
-                              engine=session.engine if outcome.ran else None)
+    session, outcome = run_in_job(config.device, lambda ctx: _Session(ws, config, ctx, resume, progress),
+                                  stop_after_kimg)
+    p = session.progress
+    return GanTrainResult(gan_dir=ws.gan_dir, steps=p.step, kimg=p.kimg, total_kimg=config.kimg,
+                          finished=outcome.finished, resumed_from=outcome.resumed_from, elapsed_s=p.elapsed_s,
+                          s_per_kimg=session.s_per_kimg(), augment_p=session.engine.augment_p,
+                          engine=session.engine if outcome.ran else None)
 
 
 def measure_s_per_kimg(preset: str, res: int, batch: int, steps: int, device: str = "auto", *, c_dim: int = 64,

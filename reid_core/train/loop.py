@@ -43,13 +43,13 @@ from reid_core.model import Embedder, load_init_weights
 from reid_core.train.augment import augment_batch
 from reid_core.train.config import TrainConfig
 from reid_core.train.data import BatchDataset, TrainingData, iterate_batches, load_training_data, to_device_float
-from reid_core.train.distributed import DistContext, init_distributed
+from reid_core.train.distributed import DistContext
 from reid_core.train.losses import build_objective
 from reid_core.train.optim import build_optimizer, build_scheduler, match_state_layout
 from reid_core.train.run_loop import Schedule
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.sampler import PatientBatchSampler
-from reid_core.train.session import SessionTrainer, check_stop_after, run_session
+from reid_core.train.session import SessionTrainer, check_stop_after, run_in_job
 from reid_core.train.state import Progress, embedder_resume
 from reid_core.train.validate import validate
 from reid_core.train.window import derive_seed
@@ -306,13 +306,12 @@ def train_embedder(workspace: Workspace | str | Path, config: TrainConfig, resum
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     check_stop_after("stop_after_steps", stop_after_steps, "step")
-    with init_distributed(config.device) as ctx:
-        trainer = _Trainer(ws, config, ctx, resume, progress)
-        outcome = run_session(trainer, stop_after_steps)
-        p = trainer.progress
-        return TrainResult(
-            embedder_dir=ws.embedder_dir, best_metrics=dict(p.best_metrics), best_step=p.best_step, steps=p.step,
-            total_steps=int(trainer.total_steps), epoch=p.epoch, stopped_early=p.stopped_early,
-            finished=outcome.finished, resumed_from=outcome.resumed_from, elapsed_s=p.elapsed_s,
-            images_per_sec=trainer.images_per_sec(), val_source=trainer.data.val_source,
-            model=trainer.model if outcome.ran else None)
+    trainer, outcome = run_in_job(config.device, lambda ctx: _Trainer(ws, config, ctx, resume, progress),
+                                  stop_after_steps)
+    p = trainer.progress
+    return TrainResult(
+        embedder_dir=ws.embedder_dir, best_metrics=dict(p.best_metrics), best_step=p.best_step, steps=p.step,
+        total_steps=int(trainer.total_steps), epoch=p.epoch, stopped_early=p.stopped_early,
+        finished=outcome.finished, resumed_from=outcome.resumed_from, elapsed_s=p.elapsed_s,
+        images_per_sec=trainer.images_per_sec(), val_source=trainer.data.val_source,
+        model=trainer.model if outcome.ran else None)

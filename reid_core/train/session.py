@@ -23,15 +23,17 @@ import abc
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, TypeVar
 
 from reid_core import artefact_names as names
-from reid_core.train.distributed import DistContext
+from reid_core.train.distributed import DistContext, init_distributed
 from reid_core.train.run_loop import LoopTrainer, Schedule, Unit, run_loop
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.state import ResumeFolder
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound="SessionTrainer")
 
 
 class SessionTrainer(LoopTrainer):
@@ -149,3 +151,11 @@ def run_session(trainer: SessionTrainer, stop_after: float | None = None) -> Ses
                       agree=ctx.any_flag)
     trainer.after_loop()
     return SessionOutcome(reason, resumed_from)  # type: ignore[arg-type]  # run_loop returns finished/stopped
+
+
+def run_in_job(device: str, build: Callable[[DistContext], T], stop_after: float | None) -> tuple[T, SessionOutcome]:
+    """``build`` the trainer on this process's :class:`DistContext` and :func:`run_session` it; under ``torchrun``
+    the process group is set up first and torn down after (every process calls this)."""
+    with init_distributed(device) as ctx:
+        trainer = build(ctx)
+        return trainer, run_session(trainer, stop_after)
