@@ -63,7 +63,7 @@ CASES = [
     Case(MultiSimilarityParams(alpha=1.0), "epsilon=0.2", "epsilon", 0.2, {"beta": None}),
     Case(ContrastiveXbmParams(memory_size=64), "neg_margin=1", "neg_margin", 1.0, {"memory_size": 6.4}),
     Case(ProxyAnchorParams(alpha=16.0), "margin=0.2", "margin", 0.2, {"alpha": "big"}),
-    Case(CosFaceParams(scale=16.0), "proxy_lr_mult=10", "proxy_lr_mult", 10.0, {"margin": [0.2]}),
+    Case(CosFaceParams(scale=16.0), "proxy_lr_mult=1", "proxy_lr_mult", 1.0, {"margin": [0.2]}),
 ]
 IDS = [type(c.example).__name__ for c in CASES]
 
