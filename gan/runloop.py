@@ -1,6 +1,6 @@
-"""What the two generator trainers add to :mod:`reid_core.train.run_loop`: a budget counted in real images.
+"""What the two generator trainers add to the run layer (:mod:`reid_core.train.session`): a budget in real images.
 
-:class:`KimgTrainer` is the :class:`~reid_core.train.run_loop.LoopTrainer` of
+:class:`KimgTrainer` is the :class:`~reid_core.train.session.SessionTrainer` of
 ``gan.train``'s adversarial session and ``gan.cae.train``'s autoencoder session:
 its position is ``progress.cur_nimg`` (:class:`~gan.resume.GanProgress`), its
 budget ``cfg.kimg``; it logs a tick every ``tick_kimg`` and saves every
@@ -9,13 +9,14 @@ budget ``cfg.kimg``; it logs a tick every ``tick_kimg`` and saves every
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from gan.resume import GanProgress
-from reid_core.train.run_loop import LoopTrainer, Schedule, run_loop
+from reid_core.train.run_loop import Schedule
+from reid_core.train.session import SessionTrainer
 
 
-class KimgTrainer(LoopTrainer):
+class KimgTrainer(SessionTrainer):
     """A trainer whose ``cfg`` has ``batch`` (images per step), ``kimg``, ``tick_kimg`` and ``snapshot_kimg``."""
 
     progress: GanProgress
@@ -48,9 +49,10 @@ class KimgTrainer(LoopTrainer):
         return {"event": "tick", "step": p.step, "kimg": round(p.kimg, 6), **stats, **extra,
                 "elapsed_s": round(p.elapsed_s, 3)}
 
-    def run_kimg(self, stop_after_kimg: float | None, desc: str, show_bar: bool,
-                 agree: Callable[[bool], bool] = bool) -> str:
-        """Train until the budget, ``stop_after_kimg`` or a signal; returns ``finished`` or ``stopped``."""
+    def schedule(self, stop_after: float | None) -> Schedule:
+        """A tick every ``tick_kimg``, a snapshot every ``snapshot_kimg``; ``stop_after`` in kimg."""
         cfg = self.cfg
-        schedule = Schedule.in_kimg(cfg.kimg, cfg.tick_kimg, cfg.snapshot_kimg, stop_after_kimg)
-        return run_loop(self, schedule, desc=desc, show_bar=show_bar, agree=agree)
+        return Schedule.in_kimg(cfg.kimg, cfg.tick_kimg, cfg.snapshot_kimg, stop_after)
+
+    def where(self) -> str:
+        return f"step {self.progress.step} ({self.progress.kimg:.3f} kimg)"

@@ -10,8 +10,8 @@ Writes (rank 0 only) into ``workspace.gan_dir``::
 
 ``G_ema``, ``samples.png`` and the resume state are written together every
 ``snapshot_kimg``, at the end, at ``stop_after_kimg`` and on SIGINT/SIGTERM
-(which then raises KeyboardInterrupt; a second SIGINT aborts at once) — the shared step loop
-(:mod:`gan.runloop` over :mod:`reid_core.train.run_loop`) fires these.
+(which then raises KeyboardInterrupt; a second SIGINT aborts at once) — the shared session and step loop
+(:mod:`gan.runloop` over :mod:`reid_core.train.session`) fire these.
 ``metrics.json`` belongs to the GAN metrics; a fresh start deletes a stale one.
 
 Determinism: each step reseeds the global torch RNG from ``(seed, step, rank)``
@@ -24,7 +24,6 @@ of the global batch and gradients are averaged by hand (:mod:`gan.sync`).
 """
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -43,16 +42,15 @@ from gan.train_config import GanTrainConfig
 from reid_core import artefact_names as names
 from reid_core.device import resolve_device, synchronize
 from reid_core.errors import TrainingError
-from reid_core.train.distributed import DistContext, init_distributed
-from reid_core.train.runlog import JsonlLog, write_json_atomic
+from reid_core.train.distributed import DistContext
+from reid_core.train.runlog import JsonlLog
+from reid_core.train.session import check_stop_after, run_in_job
 from reid_core.train.window import derive_seed
 from reid_core.workspace import Workspace
 
-log = logging.getLogger(__name__)
-
 _SEED_STEP = 0x6A5
 AMP_CONV_CLAMP = 256.0
-OUTPUT_FILES = (*names.GENERATOR_FILES, SAMPLES_NAME, names.RUN_METRICS, "train_config.json",
+OUTPUT_FILES = (*names.GENERATOR_FILES, SAMPLES_NAME, names.RUN_METRICS, names.RUN_CONFIG,
                 *names.ENCODER_FILES)  # the last two: an autoencoder run's encoder, replaced too
 
 
@@ -86,16 +84,18 @@ def resolve_gan_config(cfg: GanTrainConfig, c_dim: int, amp: bool) -> GanConfig:
 class _Session(KimgTrainer):
     """One training session on one process; built by :func:`train_gan`."""
 
+    desc = "train-gan"
+    outputs = OUTPUT_FILES
+
     def __init__(self, ws: Workspace, cfg: GanTrainConfig, ctx: DistContext, resume: bool, progress_bar: bool) -> None:
         self.ws, self.cfg, self.ctx, self.out, self.device = ws, cfg, ctx, ws.gan_dir, ctx.device
         if cfg.batch % ctx.world_size:
             raise TrainingError(f"batch {cfg.batch} must be divisible by the {ctx.world_size} processes")
         self.data: GanData = load_gan_data(ws, cfg.resolution, unconditional=cfg.unconditional, splits=cfg.splits)
         self.resume = gan_resume(self.out)
-        self.state = self.resume.load() if resume and self.resume.exists() else None
+        self.state = self.resume.read(resume, cfg.to_dict())
         amp = cfg.amp and ctx.device.type == "cuda"
         if self.state is not None:
-            self.resume.check_config(self.state["config"], cfg.to_dict())
             self.gan_cfg = GanConfig.from_dict(self.state["gan"])  # the run's architecture, whatever the device
             if self.gan_cfg.c_dim != self.data.c_dim:
                 raise TrainingError(f"the saved GAN has c_dim {self.gan_cfg.c_dim} but the embeddings now have "
@@ -106,29 +106,19 @@ class _Session(KimgTrainer):
         self.progress = GanProgress()
         self.sampler = RealSampler(len(self.data), cfg.batch, cfg.seed, ctx.rank, ctx.world_size)
         self.c_pool = torch.from_numpy(self.data.conditions).to(ctx.device)
-        self.log_file = JsonlLog(self.out / "train_log.jsonl", enabled=ctx.is_main)
+        self.log_file = JsonlLog(self.out / names.TRAIN_LOG, enabled=ctx.is_main)
         self.show_bar = progress_bar and ctx.is_main
         self.grid = (SnapshotGrid.build(self.data, self.gan_cfg, cfg.grid_rows, cfg.grid_cols, cfg.seed, ctx.device)
                      if ctx.is_main else None)
 
-    # ---------------------------------------------------------------- setup
-    def restore_or_reset(self) -> int | None:
-        """Load the resume state (returns its step) or clear the previous run's files (returns None)."""
-        if self.state is not None:
-            self.engine.load_state_dict(self.state["engine"])
-            self.progress = GanProgress.from_dict(self.state["progress"])
-            if self.state["world_size"] != self.ctx.world_size:
-                log.warning("resuming a %d-process GAN run on %d processes: batches differ from an "
-                            "uninterrupted run", self.state["world_size"], self.ctx.world_size)
-            self.state = None  # free the CPU copy
-            if self.ctx.is_main:
-                log.info("resuming the GAN at step %d (%.3f kimg) from %s", self.progress.step, self.progress.kimg,
-                         self.resume.folder)
-            return self.progress.step
-        if self.ctx.is_main:
-            self.resume.start_over(self.out, OUTPUT_FILES)
-        self.ctx.barrier()
-        return None
+    # ---------------------------------------------------------------- the session's hooks
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.engine.load_state_dict(state["engine"])
+        self.progress = GanProgress.from_dict(state["progress"])
+
+    def run_config(self) -> dict[str, Any]:
+        return {"train": self.cfg.to_dict(), "gan": self.gan_cfg.to_dict(), "c_dim": self.gan_cfg.c_dim,
+                "world_size": self.ctx.world_size, "n_images": len(self.data), "store": self.data.store_path.name}
 
     # ---------------------------------------------------------------- one step
     def train_step(self, images: torch.Tensor, positions: torch.Tensor) -> Stats:
@@ -167,12 +157,6 @@ class _Session(KimgTrainer):
         self.log_file.write({"event": "snapshot", "step": self.progress.step, "kimg": self.progress.kimg,
                              "snapshot_s": round(time.perf_counter() - t0, 3)})
 
-    def write_run_config(self) -> None:
-        if self.ctx.is_main:
-            write_json_atomic(self.out / "train_config.json", {
-                "train": self.cfg.to_dict(), "gan": self.gan_cfg.to_dict(), "c_dim": self.gan_cfg.c_dim,
-                "world_size": self.ctx.world_size, "n_images": len(self.data), "store": self.data.store_path.name})
-
     # ---------------------------------------------------------------- the loop's hooks
     def batches(self) -> RealStream:
         return RealStream(self.data, self.sampler, self.progress.step, self.cfg.num_workers,
@@ -201,30 +185,14 @@ def train_gan(workspace: Workspace | str | Path, config: GanTrainConfig, resume:
     conditional GAN, the embeddings) are missing, TrainingError on bad options.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    if stop_after_kimg is not None and stop_after_kimg <= 0:
-        raise ValueError(f"stop_after_kimg must be None or > 0, got {stop_after_kimg}")
-    ctx = init_distributed(config.device)
-    try:
-        session = _Session(ws, config, ctx, resume, progress)
-        if ctx.is_main:
-            ws.gan_dir.mkdir(parents=True, exist_ok=True)
-        resumed_from = session.restore_or_reset()
-        if resumed_from is not None and session.finished():
-            if ctx.is_main:
-                log.info("%s already holds a finished GAN run (%.3f kimg); raise --kimg to continue or pass "
-                         "--no-resume to retrain", ws.gan_dir, session.progress.kimg)
-            reason, engine = "finished", None
-        else:
-            session.write_run_config()
-            session.log_file.start(resumed_from)
-            reason = session.run_kimg(stop_after_kimg, "train-gan", session.show_bar, agree=ctx.any_flag)
-            engine = session.engine
-        p = session.progress
-        return GanTrainResult(gan_dir=ws.gan_dir, steps=p.step, kimg=p.kimg, total_kimg=config.kimg,
-                              finished=reason == "finished", resumed_from=resumed_from, elapsed_s=p.elapsed_s,
-                              s_per_kimg=session.s_per_kimg(), augment_p=session.engine.augment_p, engine=engine)
-    finally:
-        ctx.close()
+    check_stop_after("stop_after_kimg", stop_after_kimg, "kimg")
+    session, outcome = run_in_job(config.device, lambda ctx: _Session(ws, config, ctx, resume, progress),
+                                  stop_after_kimg)
+    p = session.progress
+    return GanTrainResult(gan_dir=ws.gan_dir, steps=p.step, kimg=p.kimg, total_kimg=config.kimg,
+                          finished=outcome.finished, resumed_from=outcome.resumed_from, elapsed_s=p.elapsed_s,
+                          s_per_kimg=session.s_per_kimg(), augment_p=session.engine.augment_p,
+                          engine=session.engine if outcome.ran else None)
 
 
 def measure_s_per_kimg(preset: str, res: int, batch: int, steps: int, device: str = "auto", *, c_dim: int = 64,

@@ -16,6 +16,7 @@ ENCODER_NAME, ENCODER_META = "E_ema", "encoder"
 
 RUN_METRICS = "metrics.json"      # a trainer's summary (embedder/), or a generator's judged figures (gan/)
 TRAIN_LOG = "train_log.jsonl"
+RUN_CONFIG = "train_config.json"  # a training session's resolved options
 EMBEDDER_CARD = "card.json"       # what a shipped embedder was trained on (decides what is held out)
 MODEL_CARD = "MODEL_CARD.md"
 

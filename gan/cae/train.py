@@ -10,15 +10,14 @@ Writes into ``workspace.gan_dir``::
 
 Checkpoints, samples and the resume state are written together every
 ``snapshot_kimg``, at the end, at ``stop_after_kimg`` and on SIGINT/SIGTERM
-(which then raise KeyboardInterrupt) — the shared step loop
-(:mod:`gan.runloop` over :mod:`reid_core.train.run_loop`) fires these. Each step reseeds the global torch RNG
+(which then raise KeyboardInterrupt) — the shared session and step loop
+(:mod:`gan.runloop` over :mod:`reid_core.train.session`) fire these. Each step reseeds the global torch RNG
 from ``(seed, step)`` and reads the batch :class:`~gan.cae.data.PairSampler`
 assigns to ``(seed, step)``, so training N steps straight equals training k
 steps, resuming and training N − k more (bit for bit on CPU).
 """
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -32,24 +31,24 @@ from gan.cae.config import RESUMABLE_CHANGES, CaeTrainConfig
 from gan.cae.data import PairData, PairSampler, load_pair_data
 from gan.cae.encoder import EncoderConfig
 from gan.cae.engine import CaeEngine
-from gan.cae.io import E_META_NAME, E_NAME, save_cae
+from gan.cae.io import save_cae
 from gan.data import RealStream, to_model_images
-from gan.io import G_NAME, META_NAME
 from gan.resume import GanProgress
 from gan.runloop import KimgTrainer
 from gan.snapshot import SAMPLES_NAME, save_png_atomic, tile_grid
+from reid_core import artefact_names as names
 from reid_core.device import training_device
 from reid_core.errors import CheckpointError, WorkspaceError
-from reid_core.train.runlog import JsonlLog, write_json_atomic
+from reid_core.train.distributed import DistContext
+from reid_core.train.runlog import JsonlLog
+from reid_core.train.session import check_stop_after, run_session
 from reid_core.train.state import ResumeFolder
 from reid_core.train.window import derive_seed
 from reid_core.workspace import Workspace
 
-log = logging.getLogger(__name__)
-
 _SEED_STEP = 0xCAE3
-OUTPUT_FILES = (f"{G_NAME}.safetensors", f"{META_NAME}.json", f"{E_NAME}.safetensors", f"{E_META_NAME}.json",
-                SAMPLES_NAME, "metrics.json", "train_config.json", "train_log.jsonl")
+OUTPUT_FILES = (*names.GENERATOR_FILES, *names.ENCODER_FILES, SAMPLES_NAME, names.RUN_METRICS, names.RUN_CONFIG,
+                names.TRAIN_LOG)
 
 
 @dataclass
@@ -77,13 +76,19 @@ def _load_embedder(ws: Workspace, directory: Path | None = None):  # noqa: ANN20
 
 
 class _Session(KimgTrainer):
+    """One training session (one process); built by :func:`train_cae`."""
+
+    desc = "train-cae"
+    outputs = OUTPUT_FILES
+
     def __init__(self, ws: Workspace, cfg: CaeTrainConfig, resume: bool, progress_bar: bool) -> None:
         self.ws, self.cfg, self.out = ws, cfg, ws.gan_dir
-        self.device = training_device(cfg.device)
+        self.ctx = DistContext.single(training_device(cfg.device))
+        self.device = self.ctx.device
         self.pairs: PairData = load_pair_data(ws, cfg.res, cfg.splits)
         data = self.pairs.data
         self.resume = ResumeFolder(self.out / "resume", "autoencoder", CaeTrainConfig, RESUMABLE_CHANGES)
-        self.state = self._read_state() if resume else None
+        self.state = self.resume.read(resume, cfg.to_dict())
         self.gan_cfg = cfg.arch.gan_config(data.resolution, data.c_dim)
         self.enc_cfg = EncoderConfig(resolution=data.resolution, n_dim=cfg.arch.n_dim,
                                      channel_base=cfg.arch.e_channel_base, channel_max=cfg.arch.e_channel_max)
@@ -92,28 +97,19 @@ class _Session(KimgTrainer):
         self.progress = GanProgress()
         self.sampler = PairSampler(self.pairs.groups, cfg.batch, cfg.seed)
         self.c_pool = torch.from_numpy(data.conditions).to(self.device)
-        self.log_file = JsonlLog(self.out / "train_log.jsonl")
+        self.log_file = JsonlLog(self.out / names.TRAIN_LOG)
         self.show_bar = progress_bar
         self.grid = self._grid_inputs()
 
-    # ---------------------------------------------------------------- state
-    def _read_state(self) -> dict[str, Any] | None:
-        if not self.resume.exists():
-            return None
-        state = self.resume.load()
-        self.resume.check_config(state["config"], self.cfg.to_dict())
-        return state
+    # ---------------------------------------------------------------- the session's hooks
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.engine.load_state_dict(state["engine"])
+        self.progress = GanProgress.from_dict(state["progress"])
 
-    def restore_or_reset(self) -> int | None:
-        """Load the resume state (returns its step) or clear the previous run's files (returns None)."""
-        if self.state is not None:
-            self.engine.load_state_dict(self.state["engine"])
-            self.progress = GanProgress.from_dict(self.state["progress"])
-            self.state = None
-            log.info("resuming the autoencoder at step %d (%.3f kimg)", self.progress.step, self.progress.kimg)
-            return self.progress.step
-        self.resume.start_over(self.out, OUTPUT_FILES)
-        return None
+    def run_config(self) -> dict[str, Any]:
+        return {"objective": "autoencoder", "train": self.cfg.to_dict(), "gan": self.gan_cfg.to_dict(),
+                "encoder": self.enc_cfg.to_dict(), "n_images": len(self.pairs.data),
+                "n_patients": len(self.pairs.groups), "store": self.pairs.data.store_path.name}
 
     def save(self) -> None:
         """Checkpoints, samples.png and the resume state."""
@@ -133,12 +129,6 @@ class _Session(KimgTrainer):
                 "s_per_kimg": round(p.train_time_s / p.kimg, 4) if p.cur_nimg else 0.0,
                 "device": str(self.device), "threads": torch.get_num_threads(),
                 "n_images": len(self.pairs.data), "n_patients": len(self.pairs.groups)}
-
-    def write_run_config(self) -> None:
-        write_json_atomic(self.out / "train_config.json", {
-            "objective": "autoencoder", "train": self.cfg.to_dict(), "gan": self.gan_cfg.to_dict(),
-            "encoder": self.enc_cfg.to_dict(), "n_images": len(self.pairs.data),
-            "n_patients": len(self.pairs.groups), "store": self.pairs.data.store_path.name})
 
     # ---------------------------------------------------------------- samples
     def _grid_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,17 +186,9 @@ def train_cae(workspace: Workspace | str | Path, config: CaeTrainConfig, resume:
     them (WorkspaceError otherwise); TrainingError on bad options.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    if stop_after_kimg is not None and stop_after_kimg <= 0:
-        raise ValueError(f"stop_after_kimg must be None or > 0, got {stop_after_kimg}")
+    check_stop_after("stop_after_kimg", stop_after_kimg, "kimg")
     session = _Session(ws, config, resume, progress)
-    ws.gan_dir.mkdir(parents=True, exist_ok=True)
-    resumed_from = session.restore_or_reset()
+    outcome = run_session(session, stop_after_kimg)
     p = session.progress
-    if resumed_from is not None and session.finished():
-        return CaeTrainResult(ws.gan_dir, p.step, p.kimg, True, resumed_from, p.elapsed_s, 0.0)
-    session.log_file.start(resumed_from)
-    session.write_run_config()
-    outcome = session.run_kimg(stop_after_kimg, "train-cae", session.show_bar)
-    summary = session.stats_summary()
-    return CaeTrainResult(ws.gan_dir, p.step, p.kimg, outcome == "finished", resumed_from, p.elapsed_s,
-                          float(summary["s_per_kimg"]))
+    s_per_kimg = float(session.stats_summary()["s_per_kimg"]) if outcome.ran else 0.0
+    return CaeTrainResult(ws.gan_dir, p.step, p.kimg, outcome.finished, outcome.resumed_from, p.elapsed_s, s_per_kimg)

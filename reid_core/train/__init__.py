@@ -5,7 +5,8 @@ augmentation), ``sampler`` (deterministic m-per-patient batches), ``data``
 (store rows → batches), ``losses`` (PML loss + miner + memory), ``optim``
 (AdamW + warm-up/cosine), ``distributed`` (torchrun/DDP), ``state`` (exact
 resume), ``validate`` (mAP@R), ``runlog`` (JSONL log, atomic JSON), ``run_loop``
-(the step loop every trainer runs in: log, evaluate, save, slices, signals),
+(the step loop every trainer runs in: log, evaluate, save, slices, signals), ``session``
+(a trainer's session around it: restore or reset, run config, log),
 ``loop`` (the embedder's step and outputs), ``cli`` (the ``train`` subcommand).
 """
 from typing import Any

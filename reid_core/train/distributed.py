@@ -30,6 +30,17 @@ class DistContext:
     device: torch.device
     owns_group: bool = False  # True when this module initialised the process group
 
+    @classmethod
+    def single(cls, device: torch.device) -> "DistContext":
+        """One process on ``device`` (trainers that never run under torchrun)."""
+        return cls(0, 1, 0, device)
+
+    def __enter__(self) -> "DistContext":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def is_main(self) -> bool:
         return self.rank == 0
@@ -98,13 +109,14 @@ class DistContext:
 
 
 def init_distributed(device: str = "auto") -> DistContext:
-    """The DistContext of this process, initialising the process group when launched by torchrun."""
+    """The DistContext of this process, initialising the process group when launched by torchrun
+    (``with init_distributed(...) as ctx:`` closes it again)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = training_device(device, local_rank)
     if world_size <= 1:
-        return DistContext(0, 1, 0, dev)
+        return DistContext.single(dev)
     owns = False
     if not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"

@@ -1,8 +1,8 @@
 """The embedder trainer: :func:`train_embedder` turns a workspace + :class:`TrainConfig` into ``embedder/``.
 
-Its step and outputs run in the shared step loop (:mod:`reid_core.train.run_loop`):
-a train line every ``log_every`` steps, validation (and with it the resume state)
-every ``val_every`` steps and at the end.
+Its step and outputs run in the shared session (:mod:`reid_core.train.session`: restore or
+reset, run config, log) and step loop (:mod:`reid_core.train.run_loop`): a train line every
+``log_every`` steps, validation (and with it the resume state) every ``val_every`` steps and at the end.
 
 Writes (rank 0 only)::
 
@@ -43,12 +43,13 @@ from reid_core.model import Embedder, load_init_weights
 from reid_core.train.augment import augment_batch
 from reid_core.train.config import TrainConfig
 from reid_core.train.data import BatchDataset, TrainingData, iterate_batches, load_training_data, to_device_float
-from reid_core.train.distributed import DistContext, init_distributed
+from reid_core.train.distributed import DistContext
 from reid_core.train.losses import build_objective
 from reid_core.train.optim import build_optimizer, build_scheduler, match_state_layout
-from reid_core.train.run_loop import LoopTrainer, Schedule, run_loop
+from reid_core.train.run_loop import Schedule
 from reid_core.train.runlog import JsonlLog, write_json_atomic
 from reid_core.train.sampler import PatientBatchSampler
+from reid_core.train.session import SessionTrainer, check_stop_after, run_in_job
 from reid_core.train.state import Progress, embedder_resume
 from reid_core.train.validate import validate
 from reid_core.train.window import derive_seed
@@ -78,10 +79,14 @@ class TrainResult:
     model: Embedder | None = field(default=None, repr=False)
 
 
-class _Trainer(LoopTrainer):
+class _Trainer(SessionTrainer):
     """One training session; built by :func:`train_embedder`."""
 
-    def __init__(self, workspace: Workspace, config: TrainConfig, ctx: DistContext, progress_bar: bool) -> None:
+    desc = "train"
+    outputs = (*names.EMBEDDER_FILES, names.RUN_METRICS)
+
+    def __init__(self, workspace: Workspace, config: TrainConfig, ctx: DistContext, resume: bool,
+                 progress_bar: bool) -> None:
         self.ws, self.ctx, self.show_bar = workspace, ctx, progress_bar and ctx.is_main
         self.device = ctx.device
         self.out = workspace.embedder_dir
@@ -121,41 +126,44 @@ class _Trainer(LoopTrainer):
         self.progress = Progress()
         self.net: torch.nn.Module = self.model
         self.aug_gen = torch.Generator(device=dev)
-        self.log_file = JsonlLog(self.out / "train_log.jsonl", enabled=ctx.is_main)
+        self.log_file = JsonlLog(self.out / names.TRAIN_LOG, enabled=ctx.is_main)
         self.resume = embedder_resume(self.out)
+        self.state = self.resume.read(resume, self.cfg.to_dict())
 
-    # ---------------------------------------------------------------- setup
-    def restore_or_reset(self, resume: bool) -> int | None:
-        """Load the resume state (returns its step) or clear the previous run's files (returns None)."""
-        if resume and self.resume.exists():
-            state = self.resume.load()
-            self.resume.check_config(state["config"], self.cfg.to_dict())
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            match_state_layout(self.optimizer)
-            self.scheduler.load_state_dict(state["scheduler"])
-            objective_states = state["objective"]
-            if state["world_size"] != self.ctx.world_size:
-                log.warning("resuming a %d-process run on %d processes: batch order differs from an "
-                            "uninterrupted run", state["world_size"], self.ctx.world_size)
-            elif objective_states and objective_states[self.ctx.rank] is not None:
-                self.objective.load_state(objective_states[self.ctx.rank])
-            self.progress = Progress.from_dict(state["progress"])
-            if self.ctx.is_main:
-                log.info("resuming from step %d (epoch %d) in %s", self.progress.step, self.progress.epoch,
-                         self.resume.folder)
-            return self.progress.step
+    # ---------------------------------------------------------------- the session's hooks
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        match_state_layout(self.optimizer)
+        self.scheduler.load_state_dict(state["scheduler"])
+        memories = state["objective"]  # each rank's loss memory: it continues only on as many processes
+        if state["world_size"] == self.ctx.world_size and memories and memories[self.ctx.rank] is not None:
+            self.objective.load_state(memories[self.ctx.rank])
+        self.progress = Progress.from_dict(state["progress"])
+
+    def reset(self) -> None:
         if self.cfg.init_weights:
             load_init_weights(self.model, self.cfg.init_weights)  # before DDP wraps: rank 0's copy is broadcast
-        if self.ctx.is_main:
-            self.resume.start_over(self.out, (*names.EMBEDDER_FILES, names.RUN_METRICS))
-        self.ctx.barrier()
-        return None
 
-    def wrap_ddp(self) -> None:
+    def run_config(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def schedule(self, stop_after: float | None) -> Schedule:
+        cfg = self.cfg
+        return Schedule("step", self.total_steps, cfg.log_every, save_every=cfg.val_every,
+                        evaluate_every=cfg.val_every, stop_after=stop_after)
+
+    def where(self) -> str:
+        return f"step {self.progress.step} (epoch {self.progress.epoch})"
+
+    def before_loop(self) -> None:
         if self.ctx.distributed:
             ids = [self.ctx.device] if self.ctx.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
+
+    def after_loop(self) -> None:
+        self.ctx.broadcast_buffers(self.model)  # BatchNorm statistics of the last step differ per rank
+        self.net = self.model  # drop DDP (and its process-group reference) before the group goes
 
     # ---------------------------------------------------------------- one step
     def train_step(self, micro: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -226,7 +234,7 @@ class _Trainer(LoopTrainer):
                           "scheduler": self.scheduler.state_dict(), "objective": objective_states,
                           "progress": self.progress.to_dict(), "config": self.cfg.to_dict(),
                           "world_size": self.ctx.world_size})
-        write_json_atomic(self.out / "metrics.json", self.summary())
+        write_json_atomic(self.out / names.RUN_METRICS, self.summary())
 
     def summary(self) -> dict[str, Any]:
         p = self.progress
@@ -284,14 +292,6 @@ class _Trainer(LoopTrainer):
         self.log_file.write(record)
         return {"loss": f"{record['loss']:.4f}", "img_s": f"{record['images_per_sec']:.1f}"}
 
-    def run(self, stop_after_steps: int | None) -> str:
-        """Train until the budget, early stop, ``stop_after_steps`` or a signal; returns why it ended."""
-        cfg = self.cfg
-        schedule = Schedule("step", self.total_steps, cfg.log_every, save_every=cfg.val_every,
-                            evaluate_every=cfg.val_every, stop_after=stop_after_steps)
-        outcome = run_loop(self, schedule, desc="train", show_bar=self.show_bar, agree=self.ctx.any_flag)
-        return "early_stop" if self.progress.stopped_early else outcome
-
 
 def train_embedder(workspace: Workspace | str | Path, config: TrainConfig, resume: bool = True,
                    progress: bool = True, stop_after_steps: int | None = None) -> TrainResult:
@@ -305,34 +305,13 @@ def train_embedder(workspace: Workspace | str | Path, config: TrainConfig, resum
     the reason when the data cannot be trained on.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    if stop_after_steps is not None and stop_after_steps < 1:
-        raise ValueError(f"stop_after_steps must be None or >= 1, got {stop_after_steps}")
-    ctx = init_distributed(config.device)
-    try:
-        trainer = _Trainer(ws, config, ctx, progress)
-        if ctx.is_main:
-            ws.embedder_dir.mkdir(parents=True, exist_ok=True)
-        resumed_from = trainer.restore_or_reset(resume)
-        already_done = resumed_from is not None and trainer.finished()
-        if already_done:
-            if ctx.is_main:
-                log.info("%s already holds a finished run (step %d); pass resume=False / --no-resume to retrain",
-                         ws.embedder_dir, trainer.progress.step)
-            reason = "early_stop" if trainer.progress.stopped_early else "finished"
-        else:
-            if ctx.is_main:
-                write_json_atomic(ws.embedder_dir / "train_config.json", trainer.cfg.to_dict())
-            trainer.log_file.start(resumed_from)
-            trainer.wrap_ddp()
-            reason = trainer.run(stop_after_steps)
-            ctx.broadcast_buffers(trainer.model)  # BatchNorm statistics of the last step differ per rank
-            trainer.net = trainer.model  # drop DDP (and its process-group reference) before the group goes
-        p = trainer.progress
-        return TrainResult(
-            embedder_dir=ws.embedder_dir, best_metrics=dict(p.best_metrics), best_step=p.best_step, steps=p.step,
-            total_steps=int(trainer.total_steps), epoch=p.epoch, stopped_early=p.stopped_early,
-            finished=reason != "stopped", resumed_from=resumed_from, elapsed_s=p.elapsed_s,
-            images_per_sec=trainer.images_per_sec(), val_source=trainer.data.val_source,
-            model=None if already_done else trainer.model)
-    finally:
-        ctx.close()
+    check_stop_after("stop_after_steps", stop_after_steps, "step")
+    trainer, outcome = run_in_job(config.device, lambda ctx: _Trainer(ws, config, ctx, resume, progress),
+                                  stop_after_steps)
+    p = trainer.progress
+    return TrainResult(
+        embedder_dir=ws.embedder_dir, best_metrics=dict(p.best_metrics), best_step=p.best_step, steps=p.step,
+        total_steps=int(trainer.total_steps), epoch=p.epoch, stopped_early=p.stopped_early,
+        finished=outcome.finished, resumed_from=outcome.resumed_from, elapsed_s=p.elapsed_s,
+        images_per_sec=trainer.images_per_sec(), val_source=trainer.data.val_source,
+        model=trainer.model if outcome.ran else None)

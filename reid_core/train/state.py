@@ -114,6 +114,15 @@ class ResumeFolder:
                                 f"{self.version}; start over with --no-resume")
         return state
 
+    def read(self, resume: bool, current: dict[str, Any]) -> dict[str, Any] | None:
+        """The state to continue from: when ``resume`` and one exists, :meth:`load` it and :meth:`check_config`
+        it against ``current`` (the options of this session); None to start over."""
+        if not (resume and self.exists()):
+            return None
+        state = self.load()
+        self.check_config(state["config"], current)
+        return state
+
     def check_config(self, saved: dict[str, Any], current: dict[str, Any]) -> None:
         """TrainingError when options that shape the trajectory changed since ``saved`` was written."""
         try:
