@@ -187,9 +187,28 @@ class ContrastiveXbm(LossKind):
             raise ValueError(f"loss_params.xbm_memory_size ({memory}) must be >= batch_size ({config.batch_size})")
 
 
-def _need_classes(name: str, num_classes: int) -> None:
-    if num_classes < 2:
-        raise ValueError(f"the {name} loss needs the number of training patients (>= 2), got {num_classes}")
+class ProxyLossKind(LossKind):
+    """A loss with one learnable proxy per training patient: needs ``num_classes``, trains its proxies at
+    ``lr × proxy_lr_mult``, mines nothing."""
+
+    @classmethod
+    @abstractmethod
+    def loss(cls, params: TypedConfig, embedding_dim: int, num_classes: int) -> nn.Module:
+        """The pytorch-metric-learning loss module."""
+
+    @classmethod
+    def build(cls, params: TypedConfig, embedding_dim: int, num_classes: int = 0) -> tuple[nn.Module, None]:
+        if num_classes < 2:
+            raise ValueError(f"the {cls.name} loss needs the number of training patients (>= 2), got {num_classes}")
+        return cls.loss(params, embedding_dim, num_classes), None
+
+    @classmethod
+    def lr_mult(cls, params: TypedConfig) -> float:
+        return float(params.proxy_lr_mult)  # type: ignore[attr-defined]
+
+    @classmethod
+    def miner_name(cls, params: TypedConfig) -> str:
+        return "none (class proxies)"
 
 
 @dataclass(frozen=True)
@@ -202,7 +221,7 @@ class ProxyAnchorParams(TypedConfig):
 
 
 @register_loss
-class ProxyAnchor(LossKind):
+class ProxyAnchor(ProxyLossKind):
     name = "proxy_anchor"
     Params = ProxyAnchorParams
 
@@ -212,19 +231,10 @@ class ProxyAnchor(LossKind):
         return ProxyAnchorParams(margin=p.pa_margin, alpha=p.pa_alpha, proxy_lr_mult=p.proxy_lr_mult)
 
     @classmethod
-    def build(cls, params: ProxyAnchorParams, embedding_dim: int, num_classes: int = 0) -> tuple[nn.Module, None]:
+    def loss(cls, params: ProxyAnchorParams, embedding_dim: int, num_classes: int) -> nn.Module:
         from pytorch_metric_learning import losses
 
-        _need_classes(cls.name, num_classes)
-        return losses.ProxyAnchorLoss(num_classes, embedding_dim, margin=params.margin, alpha=params.alpha), None
-
-    @classmethod
-    def lr_mult(cls, params: ProxyAnchorParams) -> float:
-        return params.proxy_lr_mult
-
-    @classmethod
-    def miner_name(cls, params: ProxyAnchorParams) -> str:
-        return "none (proxies)"
+        return losses.ProxyAnchorLoss(num_classes, embedding_dim, margin=params.margin, alpha=params.alpha)
 
 
 @dataclass(frozen=True)
@@ -237,7 +247,7 @@ class CosFaceParams(TypedConfig):
 
 
 @register_loss
-class CosFace(LossKind):
+class CosFace(ProxyLossKind):
     name = "cosface"
     Params = CosFaceParams
 
@@ -247,16 +257,7 @@ class CosFace(LossKind):
         return CosFaceParams(margin=p.cosface_margin, scale=p.cosface_scale, proxy_lr_mult=p.proxy_lr_mult)
 
     @classmethod
-    def build(cls, params: CosFaceParams, embedding_dim: int, num_classes: int = 0) -> tuple[nn.Module, None]:
+    def loss(cls, params: CosFaceParams, embedding_dim: int, num_classes: int) -> nn.Module:
         from pytorch_metric_learning import losses
 
-        _need_classes(cls.name, num_classes)
-        return losses.CosFaceLoss(num_classes, embedding_dim, margin=params.margin, scale=params.scale), None
-
-    @classmethod
-    def lr_mult(cls, params: CosFaceParams) -> float:
-        return params.proxy_lr_mult
-
-    @classmethod
-    def miner_name(cls, params: CosFaceParams) -> str:
-        return "none (class weights)"
+        return losses.CosFaceLoss(num_classes, embedding_dim, margin=params.margin, scale=params.scale)
