@@ -111,7 +111,7 @@ def test_page_renders_images_sliders_latency_and_the_pc_table(workspaces):
     meaning = at.dataframe[0].value
     assert meaning["PC"].tolist()[:2] == ["PC1", "PC2"] and "factor 1" in meaning
     assert "R² " in meaning["factor 1"].iloc[0]
-    assert "recomputed from the phantom generator" in texts(at, "caption")
+    assert "recomputed from the standard phantom generator" in texts(at, "caption")
     labels = {b.proto.label for b in at.get("download_button")}
     assert {"Download PNG", "Download GIF"} <= labels
     assert not any(c.startswith("rows PC1") for c in images(at))  # the PCs × α grid waits for its toggle

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 
 TRAIN_SETS = ["model.backbone=resnet10t", "model.embedding_dim=16", "batch_size=16", "m_per_patient=4",
-              "max_steps=3", "num_workers=0", "warmup_steps=1", "val_every=1000"]
+              "max_steps=3", "num_workers=0", "warmup_steps=1", "val_every=1000", "image_size=null"]
 GAN_ARGS = ["--preset", "tiny", "--batch", "4", "--set", "tick_kimg=0.004", "--set", "grid_cols=2", "--quiet"]
 CAE_SETS = ["res=16", "batch=4", "tick_kimg=0.004", "snapshot_kimg=0.004", "grid_rows=2", "splits=all",
             "adv_start_kimg=0.004", "arch.n_dim=4", "arch.w_dim=32", "arch.g_channel_base=256", "arch.g_channel_max=32",
