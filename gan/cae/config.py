@@ -107,8 +107,7 @@ class CaeTrainConfig(TypedConfig):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("l1_weight", "ssim_weight", "kl_weight", "id_weight", "id_ensemble_weight", "n_cycle_weight",
-                     "c_noise",
-                     "feat_weight", "feat_start_kimg", "feat_ramp_kimg", "adv_weight", "adv_start_kimg",
+                     "c_noise", "feat_weight", "feat_start_kimg", "feat_ramp_kimg", "adv_weight", "adv_start_kimg",
                      "adv_ramp_kimg", "r1_gamma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

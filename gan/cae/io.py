@@ -12,7 +12,6 @@ generator next to it; every failure is a :class:`~reid_core.errors.CheckpointErr
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from gan.config import GanConfig
 from gan.io import G_NAME, META_NAME
 from gan.networks import Generator
 from reid_core import artefact_names as names
-from reid_core.checkpoint import build_to_fit, load_checkpoint, save_checkpoint
+from reid_core.checkpoint import build_to_fit, load_checkpoint, save_checkpoint, weights_sha256
 from reid_core.errors import CheckpointError
 
 E_NAME = names.ENCODER_NAME
@@ -32,10 +31,10 @@ OBJECTIVE = "autoencoder"
 
 
 def _generator_sha(gan_dir: Path) -> str | None:
+    """The generator's weight hash as its record states it; None when there is no readable record."""
     try:
-        record = json.loads((gan_dir / f"{META_NAME}.json").read_text(encoding="utf-8"))
-        return str(record["weights"]["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return weights_sha256(gan_dir, meta_name=META_NAME)
+    except CheckpointError:
         return None
 
 

@@ -14,12 +14,12 @@ is what ships and what is measured.
 from __future__ import annotations
 
 _CPU_BASE = ("model.backbone=resnet18", "model.embedding_dim=64", "image_size=96", "batch_size=64",
-             "m_per_patient=4", "lr=1e-3", "warmup_steps=100", "val_every=140", "val_max_patients=150",
-             "num_workers=0")
+             "m_per_patient=4", "warmup_steps=100", "val_every=140", "val_max_patients=150",
+             "num_workers=0", "loss=multi_similarity", "epochs=40", "early_stop_patience=8")
 
 RECIPES: dict[str, tuple[str, ...]] = {
-    "cpu-pairs": (*_CPU_BASE, "loss=multi_similarity", "epochs=40", "early_stop_patience=8"),
-    "cpu-fast": (*_CPU_BASE, "loss=multi_similarity", "epochs=40", "early_stop_patience=8", "lr=2e-3"),
+    "cpu-pairs": (*_CPU_BASE, "lr=1e-3"),
+    "cpu-fast": (*_CPU_BASE, "lr=2e-3"),
     "gpu": ("model.backbone=efficientnet_b3", "image_size=256", "loss=multi_similarity"),
 }
 
