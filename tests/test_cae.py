@@ -24,6 +24,7 @@ from reid_core.errors import CheckpointError, TrainingError
 from reid_core.model import Embedder
 from reid_core.train.runlog import read_jsonl
 from reid_core.typed_config import TypedConfig
+from reid_core.workspace import Workspace
 from train_fixtures import make_workspace
 from trainer_cases import TINY_ARCH, cae_workspace
 from trainer_cases import cae_config as tiny
@@ -195,14 +196,14 @@ def test_training_writes_the_pair_and_refuses_a_changed_resume(cae_ws):
 def test_a_state_from_before_an_option_existed_resumes_with_its_default(cae_ws):
     from reid_core.checkpoint import load_state, save_state
 
-    cfg = tiny(kimg=0.032, feat_start_kimg=1.0)
+    cfg = tiny(kimg=0.032, feat_start_kimg=0.0)
     train_cae(cae_ws, cfg, progress=False, stop_after_kimg=0.016)
     folder = cae_ws.gan_dir / "resume"
     state = load_state(folder, "state")
     for key in ("feat_weight", "feat_start_kimg", "feat_ramp_kimg"):
         state["config"].pop(key)
     save_state(folder, "state", state)
-    with pytest.raises(TrainingError, match="feat_start_kimg"):  # the old run's default (86) is not 1.0
+    with pytest.raises(TrainingError, match="feat_start_kimg"):  # the old run's default (86) is not 0.0
         train_cae(cae_ws, cfg, progress=False)
     old_defaults = dict(feat_start_kimg=86.0, feat_ramp_kimg=4.0)
     assert train_cae(cae_ws, tiny(kimg=0.032, **old_defaults), progress=False).resumed_from == 2
@@ -210,6 +211,36 @@ def test_a_state_from_before_an_option_existed_resumes_with_its_default(cae_ws):
     save_state(folder, "state", state)
     with pytest.raises(TrainingError, match="does not know"):
         train_cae(cae_ws, tiny(kimg=0.048, **old_defaults), progress=False)
+
+
+def test_an_ensemble_term_added_to_a_running_job_trains_as_if_configured_from_the_start(cae_ws, tmp_path):
+    import shutil
+
+    from reid_core.checkpoint import load_state
+
+    fresh = Workspace(shutil.copytree(cae_ws.root, tmp_path / "fresh"))
+    ens = dict(id_ensemble=(str(cae_ws.embedder_dir),), id_ensemble_start_kimg=0.032, id_ensemble_ramp_kimg=0.0)
+    train_cae(fresh, tiny(**ens), progress=False)  # 6 steps of 8 images; the term is on in steps 4 and 5
+    train_cae(cae_ws, tiny(), progress=False, stop_after_kimg=0.016)  # 2 steps without it
+    with pytest.raises(TrainingError, match="id_ensemble_start_kimg"):  # it would have acted before 0.016
+        train_cae(cae_ws, tiny(**{**ens, "id_ensemble_start_kimg": 0.008}), progress=False)
+    assert train_cae(cae_ws, tiny(**ens), progress=False).resumed_from == 2
+    a, b = (load_state(w.gan_dir / "resume", "state")["engine"] for w in (fresh, cae_ws))
+    for net in ("G", "E", "D", "G_ema"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
+    ticks = [r for r in read_jsonl(cae_ws.gan_dir / "train_log.jsonl") if r.get("event") == "tick"]
+    assert "loss/id_ensemble" in ticks[-1] and not any("loss/id_ensemble" in r for r in ticks if r["kimg"] <= 0.032)
+
+
+def test_scheduled_terms_may_change_on_resume_only_while_off():
+    saved = tiny(feat_start_kimg=86.0)
+    assert {"feat_start_kimg", "id_ensemble"} <= tiny(feat_start_kimg=90.0).unstarted_changes(saved, 80.0)
+    assert "feat_start_kimg" not in tiny(feat_start_kimg=50.0).unstarted_changes(saved, 80.0)
+    assert "feat_weight" not in tiny(feat_weight=1.0, feat_start_kimg=86.0).unstarted_changes(saved, 90.0)
+    added = tiny(id_ensemble=("x",), id_ensemble_start_kimg=142.0)
+    assert "id_ensemble" in added.unstarted_changes(saved, 142.0)  # never on in the saved run, starts now
+    assert "id_ensemble" not in added.unstarted_changes(saved, 150.0)
+    assert "lr" not in added.unstarted_changes(saved, 0.0)
 
 
 def test_checkpoint_defects_are_checkpoint_errors(cae_ws):
@@ -300,7 +331,8 @@ class _LinearRecogniser(nn.Module):
 def test_the_ensemble_identity_term_trains_the_generator_not_the_recognisers():
     torch.manual_seed(0)
     x, c, _, patient = toy_films(4, 4)
-    cfg = tiny(batch=8, adv_weight=0.0, feat_weight=0.0, id_fraction=0.5, id_ensemble_weight=1.0)
+    cfg = tiny(batch=8, adv_weight=0.0, feat_weight=0.0, id_fraction=0.5, id_ensemble_weight=1.0,
+               id_ensemble_ramp_kimg=0.0)
     recogniser = _LinearRecogniser()
     before = [p.detach().clone() for p in recogniser.parameters()]
     engine = CaeEngine(cfg.arch.gan_config(16, 2), EncoderConfig(16, 4, 128, 32), cfg, CentroidEmbedder(),

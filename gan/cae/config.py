@@ -13,6 +13,8 @@ only if ``w`` can move).
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -72,9 +74,12 @@ class CaeTrainConfig(TypedConfig):
     n_cycle_weight: float = 0.1
     c_noise: float = 0.02
     # identity cycle through other frozen recognisers too (checkpoint folders; never the judge): each compares
-    # its embedding of a swapped render with its embedding of the target patient's real film
+    # its embedding of a swapped render with its embedding of the target patient's real film; ramped in like
+    # the other scheduled terms
     id_ensemble: tuple[str, ...] = ()
     id_ensemble_weight: float = 0.5
+    id_ensemble_start_kimg: float = 0.0
+    id_ensemble_ramp_kimg: float = 2.0
     # perceptual reconstruction in the embedder's feature space, ramped in like the adversarial term.
     # The default start is where the shipped run turned it on (after 86 kimg of pixel losses only:
     # reconstructions had lost the ribs, and the judge with them), so a fresh run retraces it.
@@ -107,7 +112,7 @@ class CaeTrainConfig(TypedConfig):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("l1_weight", "ssim_weight", "kl_weight", "id_weight", "id_ensemble_weight", "n_cycle_weight",
-                     "c_noise", "feat_weight", "feat_start_kimg", "feat_ramp_kimg", "adv_weight", "adv_start_kimg",
+                     "id_ensemble_start_kimg", "id_ensemble_ramp_kimg", "c_noise", "feat_weight", "feat_start_kimg", "feat_ramp_kimg", "adv_weight", "adv_start_kimg",
                      "adv_ramp_kimg", "r1_gamma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -132,12 +137,34 @@ class CaeTrainConfig(TypedConfig):
         """The feature-loss weight at ``kimg`` (0 before ``feat_start_kimg``, then a linear ramp to ``feat_weight``)."""
         return _ramped(self.feat_weight, self.feat_start_kimg, self.feat_ramp_kimg, kimg)
 
+    def ensemble_scale(self, kimg: float) -> float:
+        """The ensemble identity weight at ``kimg`` (0 before ``id_ensemble_start_kimg``; applies when the engine
+        has recognisers, which ``id_ensemble`` names)."""
+        return _ramped(self.id_ensemble_weight, self.id_ensemble_start_kimg, self.id_ensemble_ramp_kimg, kimg)
+
+    def unstarted_changes(self, saved: "CaeTrainConfig", kimg: float) -> frozenset[str]:
+        """Options free to differ from ``saved`` on a resume at ``kimg``: those of a scheduled loss term (the
+        perceptual or the ensemble identity term) that is off before ``kimg`` under both configurations, so the
+        trajectory so far is the same under either (a term added to a running job, to start later)."""
+        free: set[str] = set()
+        for names, start, scale in _SCHEDULED_TERMS:
+            if all(scale(c, math.inf) == 0.0 or getattr(c, start) >= kimg for c in (saved, self)):
+                free.update(names)
+        return frozenset(free)
+
 
 def _ramped(weight: float, start: float, ramp: float, kimg: float) -> float:
     if weight == 0 or kimg < start:
         return 0.0
     return weight * (1.0 if ramp == 0 else min(1.0, (kimg - start) / ramp))
 
+
+# (its options, its start option, its weight at a kimg) for each term that ramps in during training
+_SCHEDULED_TERMS = (
+    (("feat_weight", "feat_start_kimg", "feat_ramp_kimg"), "feat_start_kimg", CaeTrainConfig.feat_scale),
+    (("id_ensemble", "id_ensemble_weight", "id_ensemble_start_kimg", "id_ensemble_ramp_kimg"),
+     "id_ensemble_start_kimg", lambda c, k: c.ensemble_scale(k) if c.id_ensemble else 0.0),
+)
 
 # Options that change neither the trajectory's definition nor its outputs' meaning: free to differ on resume.
 RESUMABLE_CHANGES = frozenset({"kimg", "snapshot_kimg", "tick_kimg", "grid_rows", "device"})

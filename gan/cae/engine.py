@@ -18,7 +18,8 @@ films in [-1, 1] and ``c`` their (frozen, precomputed) identity embeddings:
    through the frozen embedder, and ``L_ncyc = mean (mu(E(x̃)) − mu_i)²`` keeps the
    nuisance of a swapped render readable as the original's. With ``recognisers``
    (``id_ensemble``), ``L_ens`` asks each of them too that ``x̃`` read as the target
-   patient's real film (:func:`~gan.cae.losses.ensemble_identity_loss`).
+   patient's real film (:func:`~gan.cae.losses.ensemble_identity_loss`; ramped in,
+   :meth:`CaeTrainConfig.ensemble_scale`).
 4. ``L_KL = KL(N(mu, σ²) ‖ N(0, I))``, so ``n`` can be sampled from the prior.
 5. **Adversarial** (weight ramped in, :meth:`CaeTrainConfig.adv_scale`): the
    project's conditional discriminator on reals vs ``x̂`` and ``x̃``,
@@ -88,7 +89,8 @@ class CaeEngine:
         """One optimisation round on a pair-ordered batch ``x`` (B, 1, R, R) in [-1, 1] with conditions ``c``."""
         adv = self.cfg.adv_scale(cur_nimg / 1000.0)
         feat = self.cfg.feat_scale(cur_nimg / 1000.0)
-        stats = self._generator_step(x, c, adv, feat)
+        ens = self.cfg.ensemble_scale(cur_nimg / 1000.0) if self.recognisers else 0.0
+        stats = self._generator_step(x, c, adv, feat, ens)
         if adv > 0:
             stats.update(self._discriminator_step(x, c, step))
         update_ema(self.G_ema, self.G, self.ema_beta)
@@ -96,7 +98,7 @@ class CaeEngine:
         stats["adv_scale"] = torch.tensor(adv)
         return stats
 
-    def _generator_step(self, x: Tensor, c: Tensor, adv: float, feat: float) -> Stats:
+    def _generator_step(self, x: Tensor, c: Tensor, adv: float, feat: float, ens: float) -> Stats:
         cfg, B = self.cfg, x.shape[0]
         dev = self.device
         mu, logvar = self.E(x)
@@ -123,9 +125,9 @@ class CaeEngine:
             id_l = identity_loss(self.embedder, x_swap, c_swap)
             loss = loss + cfg.id_weight * id_l
             stats["loss/id"] = id_l.detach()
-            if self.recognisers and cfg.id_ensemble_weight > 0:
+            if ens > 0:
                 ens_l = ensemble_identity_loss(self.recognisers, x_swap, x[other])
-                loss = loss + cfg.id_ensemble_weight * ens_l
+                loss = loss + ens * ens_l
                 stats["loss/id_ensemble"] = ens_l.detach()
             if cfg.n_cycle_weight > 0:
                 mu_swap, _ = self.E(x_swap)

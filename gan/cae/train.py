@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from gan.resume import GanProgress
 from gan.runloop import KimgTrainer
 from gan.snapshot import SAMPLES_NAME, save_png_atomic, tile_grid
 from reid_core import artefact_names as names
+from reid_core.checkpoint import weights_sha256
 from reid_core.device import training_device
 from reid_core.errors import CheckpointError, WorkspaceError
 from reid_core.train.distributed import DistContext
@@ -88,7 +89,7 @@ class _Session(KimgTrainer):
         self.pairs: PairData = load_pair_data(ws, cfg.res, cfg.splits)
         data = self.pairs.data
         self.resume = ResumeFolder(self.out / "resume", "autoencoder", CaeTrainConfig, RESUMABLE_CHANGES)
-        self.state = self.resume.read(resume, cfg.to_dict())
+        self.state = self._read_state(resume)
         self.gan_cfg = cfg.arch.gan_config(data.resolution, data.c_dim)
         self.enc_cfg = EncoderConfig(resolution=data.resolution, n_dim=cfg.arch.n_dim,
                                      channel_base=cfg.arch.e_channel_base, channel_max=cfg.arch.e_channel_max)
@@ -101,6 +102,22 @@ class _Session(KimgTrainer):
         self.show_bar = progress_bar
         self.grid = self._grid_inputs()
 
+    def _read_state(self, resume: bool) -> dict[str, Any] | None:
+        """The resume state (None to start over); a scheduled loss term that has not started by the saved kimg may
+        be added or changed (:meth:`CaeTrainConfig.unstarted_changes`), any other option change is refused."""
+        if not (resume and self.resume.exists()):
+            return None
+        state = self.resume.load()
+        try:
+            saved = CaeTrainConfig.from_dict(state["config"])
+        except ValueError:
+            saved = None  # check_config names the unknown options
+        if saved is not None:
+            kimg = GanProgress.from_dict(state["progress"]).kimg
+            self.resume = replace(self.resume, resumable=RESUMABLE_CHANGES | self.cfg.unstarted_changes(saved, kimg))
+        self.resume.check_config(state["config"], self.cfg.to_dict())
+        return state
+
     # ---------------------------------------------------------------- the session's hooks
     def load_state(self, state: dict[str, Any]) -> None:
         self.engine.load_state_dict(state["engine"])
@@ -109,6 +126,7 @@ class _Session(KimgTrainer):
     def run_config(self) -> dict[str, Any]:
         return {"objective": "autoencoder", "train": self.cfg.to_dict(), "gan": self.gan_cfg.to_dict(),
                 "encoder": self.enc_cfg.to_dict(), "n_images": len(self.pairs.data),
+                "id_ensemble_sha256": [weights_sha256(p) for p in self.cfg.id_ensemble],
                 "n_patients": len(self.pairs.groups), "store": self.pairs.data.store_path.name}
 
     def save(self) -> None:
