@@ -375,3 +375,13 @@ def test_the_judge_may_not_be_a_recogniser_of_the_generators_losses(tmp_path):
     refuse_judge_in_losses(tmp_path / "judge", [])
     with pytest.raises(ValueError, match="cannot judge it independently"):
         refuse_judge_in_losses(tmp_path / "judge", [str(tmp_path / "other"), str(tmp_path / "judge")])
+
+
+def test_the_model_card_names_the_recognisers_of_the_identity_cycle():
+    from gan.cae.ship import model_card
+
+    metrics = {"judges": {"embedder": {}, "judge": {}}}
+    with_ens = tiny(id_ensemble=("training/id_ensemble/previous_embedder",), id_ensemble_start_kimg=5.0).to_dict()
+    card = model_card({"train": with_ens, "gan": {}, "stats": {}}, metrics)
+    assert "1 other frozen recogniser(s), `training/id_ensemble/previous_embedder`, weight 0.5 from 5.0 kimg" in card
+    assert "other frozen recogniser" not in model_card({"train": tiny().to_dict(), "gan": {}, "stats": {}}, metrics)

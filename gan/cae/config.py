@@ -14,7 +14,6 @@ only if ``w`` can move).
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -112,8 +111,8 @@ class CaeTrainConfig(TypedConfig):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("l1_weight", "ssim_weight", "kl_weight", "id_weight", "id_ensemble_weight", "n_cycle_weight",
-                     "id_ensemble_start_kimg", "id_ensemble_ramp_kimg", "c_noise", "feat_weight", "feat_start_kimg", "feat_ramp_kimg", "adv_weight", "adv_start_kimg",
-                     "adv_ramp_kimg", "r1_gamma"):
+                     "id_ensemble_start_kimg", "id_ensemble_ramp_kimg", "c_noise", "feat_weight", "feat_start_kimg",
+                     "feat_ramp_kimg", "adv_weight", "adv_start_kimg", "adv_ramp_kimg", "r1_gamma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("cross_prob", "id_fraction"):
