@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,9 @@ class _Session(KimgTrainer):
         self.pairs: PairData = load_pair_data(ws, cfg.res, cfg.splits)
         data = self.pairs.data
         self.resume = ResumeFolder(self.out / "resume", "autoencoder", CaeTrainConfig, RESUMABLE_CHANGES)
-        self.state = self._read_state(resume)
+        # a scheduled loss term that has not started by the saved kimg may be added or changed
+        self.state = self.resume.read(resume, cfg.to_dict(), also_resumable=lambda saved, state:
+                                      cfg.unstarted_changes(saved, GanProgress.from_dict(state["progress"]).kimg))
         self.gan_cfg = cfg.arch.gan_config(data.resolution, data.c_dim)
         self.enc_cfg = EncoderConfig(resolution=data.resolution, n_dim=cfg.arch.n_dim,
                                      channel_base=cfg.arch.e_channel_base, channel_max=cfg.arch.e_channel_max)
@@ -101,22 +103,6 @@ class _Session(KimgTrainer):
         self.log_file = JsonlLog(self.out / names.TRAIN_LOG)
         self.show_bar = progress_bar
         self.grid = self._grid_inputs()
-
-    def _read_state(self, resume: bool) -> dict[str, Any] | None:
-        """The resume state (None to start over); a scheduled loss term that has not started by the saved kimg may
-        be added or changed (:meth:`CaeTrainConfig.unstarted_changes`), any other option change is refused."""
-        if not (resume and self.resume.exists()):
-            return None
-        state = self.resume.load()
-        try:
-            saved = CaeTrainConfig.from_dict(state["config"])
-        except ValueError:
-            saved = None  # check_config names the unknown options
-        if saved is not None:
-            kimg = GanProgress.from_dict(state["progress"]).kimg
-            self.resume = replace(self.resume, resumable=RESUMABLE_CHANGES | self.cfg.unstarted_changes(saved, kimg))
-        self.resume.check_config(state["config"], self.cfg.to_dict())
-        return state
 
     # ---------------------------------------------------------------- the session's hooks
     def load_state(self, state: dict[str, Any]) -> None:

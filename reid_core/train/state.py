@@ -16,7 +16,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 from reid_core.errors import CheckpointError, TrainingError
 from reid_core.train.generations import has_state, load_newest_state, save_state_generation
@@ -114,22 +114,28 @@ class ResumeFolder:
                                 f"{self.version}; start over with --no-resume")
         return state
 
-    def read(self, resume: bool, current: dict[str, Any]) -> dict[str, Any] | None:
+    def read(self, resume: bool, current: dict[str, Any],
+             also_resumable: Callable[[Any, dict[str, Any]], Collection[str]] | None = None) -> dict[str, Any] | None:
         """The state to continue from: when ``resume`` and one exists, :meth:`load` it and :meth:`check_config`
-        it against ``current`` (the options of this session); None to start over."""
+        it against ``current`` (the options of this session); None to start over. ``also_resumable(saved config,
+        state)`` names further options that may differ for this state (e.g. loss terms not yet started)."""
         if not (resume and self.exists()):
             return None
         state = self.load()
-        self.check_config(state["config"], current)
+        self.check_config(state["config"], current, also_resumable=None if also_resumable is None
+                          else lambda saved: also_resumable(saved, state))
         return state
 
-    def check_config(self, saved: dict[str, Any], current: dict[str, Any]) -> None:
-        """TrainingError when options that shape the trajectory changed since ``saved`` was written."""
+    def check_config(self, saved: dict[str, Any], current: dict[str, Any],
+                     also_resumable: Callable[[Any], Collection[str]] | None = None) -> None:
+        """TrainingError when options that shape the trajectory changed since ``saved`` was written
+        (``also_resumable`` maps the saved options, read through ``config_cls``, to further changeable names)."""
         try:
-            saved = self.config_cls.from_dict(saved).to_dict()
+            config = self.config_cls.from_dict(saved)
         except ValueError as exc:
             raise TrainingError(f"{self.folder} holds options this version does not know: {exc}") from None
-        check_resumable(saved, current, self.folder, resumable=self.resumable, what=self.what)
+        resumable = self.resumable | frozenset(also_resumable(config) if also_resumable else ())
+        check_resumable(config.to_dict(), current, self.folder, resumable=resumable, what=self.what)
 
     def start_over(self, out: Path, outputs: Iterable[str]) -> None:
         """Remove the previous run's ``outputs`` (names in ``out``) and this folder."""
